@@ -1,0 +1,10 @@
+"""Test-wide settings, shared by the library tests (tests/) and the notebooks (course/).
+
+Notebook kernels started by nbval inherit this process's environment, so setting the variables
+here puts every notebook in fast mode and keeps progress bars quiet.
+"""
+import os
+
+os.environ.setdefault("MEDSEG_FAST", "1")
+os.environ.setdefault("MEDSEG_QUIET", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
