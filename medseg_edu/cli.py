@@ -1,0 +1,132 @@
+"""The ``medseg-edu`` command: demo, phantom, fetch, release, grade.
+
+Each sub-command is a thin shell around a library function, so everything the command does can also
+be done from a notebook. Run ``medseg-edu --help`` for the list and ``medseg-edu CMD --help`` for one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _shape(text: str) -> tuple:
+    try:
+        parts = tuple(int(p) for p in text.lower().replace("x", ",").split(",") if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape like 128,128,128, got {text!r}") from None
+    return parts
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from medseg_edu.data import phantoms
+
+    if args.kind == "brain":
+        kwargs = {"cases": args.cases, "seed": args.seed, "site": args.site}
+        if args.shape:
+            kwargs["shape"] = args.shape
+        root = phantoms.write_brain_dataset(args.out, **kwargs)
+    else:
+        kwargs = {"images": args.cases, "seed": args.seed, "site": args.site}
+        if args.shape:
+            if len(args.shape) != 1:
+                raise ValueError(f"--shape for skin images is one size (e.g. 256), got {args.shape}")
+            kwargs["size"] = args.shape[0]
+        root = phantoms.write_skin_dataset(args.out, **kwargs)
+    print(f"wrote {args.kind} data set to {root}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from medseg_edu import demo
+
+    demo.run_demo(out_dir=args.out, full=args.full, device=args.device, seed=args.seed)
+    return 0
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from medseg_edu import grading
+
+    written = grading.release_course(args.source, out_dir=args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from medseg_edu import grading
+
+    for submission in args.submissions:
+        report = grading.grade_notebook(submission, source=args.source, out_dir=args.out,
+                                        timeout_s=args.timeout)
+        print(grading.format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``medseg-edu`` (exposed for the tests and the docs)."""
+    parser = argparse.ArgumentParser(prog="medseg-edu", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train a U-Net on the built-in brain data and evaluate it")
+    p.add_argument("--out", type=Path, default=Path("medseg-demo"), help="output folder (default: medseg-demo)")
+    p.add_argument("--full", action="store_true", help="train longer for better results")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("phantom", help="write a synthetic data set (brain MRI or skin lesions)")
+    p.add_argument("kind", choices=["brain", "skin"])
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--cases", type=_positive_int, default=8, help="number of cases/images (default: 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--site", default="A", help="site/scanner profile (default: A)")
+    p.add_argument("--shape", type=_shape, default=None,
+                   help="brain: grid size like 128,128,128; skin: image size like 256")
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("fetch", help="download a real public data set (see --list)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=None)
+
+    p = sub.add_parser("release", help="write the student notebooks (solutions and hidden tests removed)")
+    p.add_argument("source", nargs="?", type=Path, default=Path("course"), help="folder of instructor notebooks")
+    p.add_argument("--out", type=Path, default=None, help="default: SOURCE/student")
+    p.set_defaults(func=_cmd_release)
+
+    p = sub.add_parser("grade", help="grade student notebooks; writes JSON and CSV score reports")
+    p.add_argument("submissions", nargs="+", type=Path)
+    p.add_argument("--source", type=Path, default=Path("course"), help="folder of instructor notebooks")
+    p.add_argument("--out", type=Path, default=Path("grades"), help="report folder (default: grades)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per cell (default: 60)")
+    p.set_defaults(func=_cmd_grade)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``medseg-edu`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch"]:
+        import data_fetch  # the one place where medseg_edu uses data_fetch
+
+        return data_fetch.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"medseg-edu {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
