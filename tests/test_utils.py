@@ -1,0 +1,46 @@
+"""medseg_edu.utils: fast mode, quiet progress bars, atomic writes, cache folder."""
+import pytest
+
+from medseg_edu import utils
+
+
+def test_fast_mode_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("MEDSEG_FAST", "1")
+    assert utils.fast_mode()
+    monkeypatch.setenv("MEDSEG_FAST", "0")
+    assert not utils.fast_mode()
+    monkeypatch.delenv("MEDSEG_FAST")
+    assert not utils.fast_mode()
+
+
+def test_progress_is_quiet_in_ci_and_yields_everything(monkeypatch, capsys):
+    monkeypatch.setenv("MEDSEG_QUIET", "1")
+    assert list(utils.progress(range(5), desc="x")) == [0, 1, 2, 3, 4]
+    assert capsys.readouterr().err == ""
+
+
+def test_atomic_path_renames_on_success(tmp_path):
+    target = tmp_path / "sub" / "case.nii.gz"
+    with utils.atomic_path(target) as tmp:
+        assert tmp.name.endswith(".nii.gz") and tmp.parent == target.parent
+        tmp.write_bytes(b"data")
+        assert not target.exists()
+    assert target.read_bytes() == b"data"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["case.nii.gz"]
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "case.png"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with utils.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk on fire")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["case.png"]
+
+
+def test_cache_dir_follows_medseg_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "cache"))
+    folder = utils.cache_dir("builtin", "brain")
+    assert folder == tmp_path / "cache" / "builtin" / "brain" and folder.is_dir()
