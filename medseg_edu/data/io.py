@@ -1,0 +1,465 @@
+"""Reading and writing the course's data: NIfTI volumes (MSD Task01 layout) and skin images (ISIC layout).
+
+Every loader reads the file completely (so a corrupt file fails here, with its path, and not later
+inside a training loop), reorients NIfTI volumes to RAS and checks what it reads: shapes, geometry,
+label values, NaN/Inf. Every writer is atomic: a failed write leaves no partial file behind.
+
+Taught in week 1 (NIfTI, affines, RAS orientation) and week 5 (skin images).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from medseg_edu.utils import atomic_path
+
+__all__ = [
+    "BRAIN_CHANNELS",
+    "BRAIN_LABELS",
+    "load_nifti",
+    "save_nifti",
+    "load_brain_case",
+    "list_brain_cases",
+    "write_msd_dataset_json",
+    "read_dataset_json",
+    "load_skin_case",
+    "list_skin_cases",
+    "save_skin_case",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Channel order of the 4D brain images (MSD Task01 / BraTS): index -> sequence name.
+BRAIN_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")
+#: Brain label values and their meaning.
+BRAIN_LABELS = {0: "background", 1: "edema", 2: "non-enhancing tumour", 3: "enhancing tumour"}
+
+AFFINE_TOLERANCE = 1e-3
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+# --------------------------------------------------------------------------------------------
+# NIfTI
+# --------------------------------------------------------------------------------------------
+
+def _strip_nifti_suffix(name: str) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _is_junk(path: Path) -> bool:
+    """macOS resource forks (``._BRATS_001.nii.gz``) and other hidden files in real archives."""
+    return path.name.startswith(".")
+
+
+def load_nifti(path: PathLike) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI file completely, reoriented to RAS.
+
+    The voxel axes are permuted and flipped (never resampled) with ``nibabel.as_closest_canonical``
+    so that increasing the index along axes 0, 1, 2 moves towards the patient's Right, Anterior and
+    Superior. The affine returned is the RAS one, so ``affine @ [i, j, k, 1]`` still gives each
+    voxel's world position in millimetres.
+
+    Shape: 3D file -> (X, Y, Z); 4D file -> (X, Y, Z, C) (channels stay last here).
+
+    Returns:
+        (array, affine 4x4 float64, spacing_mm) with ``spacing_mm`` one float per spatial axis.
+
+    Raises:
+        FileNotFoundError if ``path`` does not exist; ValueError naming the path if the file is
+        not a readable NIfTI (truncated, not gzip although named ``.gz``, ...).
+
+    Taught in week 1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no such NIfTI file: {path}")
+    try:
+        image = nib.load(str(path))
+        canonical = nib.as_closest_canonical(image)
+        array = np.asarray(canonical.dataobj)  # eager: a truncated file fails here, not later
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise ValueError(f"could not read NIfTI file {path}: {type(error).__name__}: {error}") from error
+    if array.ndim not in (3, 4):
+        raise ValueError(f"NIfTI file {path}: expected a 3D or 4D array, got shape {array.shape}")
+    affine = np.asarray(canonical.affine, dtype=np.float64)
+    spacing_mm = tuple(float(z) for z in canonical.header.get_zooms()[:3])
+    return array, affine, spacing_mm
+
+
+def _check_affine(affine: Any, name: str = "affine") -> np.ndarray:
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"{name} must be a 4x4 matrix, got shape {affine.shape}")
+    if not np.all(np.isfinite(affine)):
+        raise ValueError(f"{name} must contain only finite numbers, got {affine.tolist()}")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError(f"{name} must be invertible (non-zero voxel spacing), got {affine.tolist()}")
+    return affine
+
+
+def save_nifti(path: PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
+    """Write ``array`` with ``affine`` to a NIfTI file, atomically.
+
+    Integer and boolean arrays (labels, masks) are saved as uint8 (values must lie in 0..255);
+    floating arrays as float32 (values must be finite). Spatial units are set to millimetres, so
+    ``load_nifti`` returns the same affine and spacing.
+
+    Shape: array (X, Y, Z) or (X, Y, Z, C) (channels last, as in the MSD files); affine (4, 4).
+
+    Example:
+        >>> save_nifti("case.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))  # doctest: +SKIP
+
+    Taught in week 1.
+    """
+    array = np.asarray(array)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"array must be 3D (X, Y, Z) or 4D (X, Y, Z, C), got shape {array.shape}")
+    affine = _check_affine(affine)
+    if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"integer array (a label map) must have values in 0..255 to be saved as uint8, "
+                             f"got range {array.min()}..{array.max()}")
+        data = array.astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"array must contain only finite values, got {int(np.sum(~np.isfinite(array)))} "
+                             f"NaN/Inf values")
+        data = array.astype(np.float32)
+    else:
+        raise TypeError(f"array must be an integer, boolean or floating array, got dtype {array.dtype}")
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_data_dtype(data.dtype)
+    image.header.set_xyzt_units(xyz="mm")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    path = Path(path)
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise ValueError(f"path must end with .nii.gz or .nii, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+    return path
+
+
+def _check_labels(label: np.ndarray, *, path: Path, labels: Iterable[int]) -> np.ndarray:
+    """Integer check and label-set check; returns the label map as uint8."""
+    allowed = sorted(int(v) for v in labels)
+    if np.issubdtype(label.dtype, np.floating):
+        if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
+            raise ValueError(f"label file {path}: expected integer label values, got non-integer values "
+                             f"(dtype {label.dtype}); is this a probability map or an image?")
+    elif not (np.issubdtype(label.dtype, np.integer) or label.dtype == bool):
+        raise ValueError(f"label file {path}: expected an integer label map, got dtype {label.dtype}")
+    present = np.unique(label)
+    unexpected = sorted(set(present.astype(np.int64).tolist()) - set(allowed))
+    if unexpected:
+        raise ValueError(f"label file {path}: expected labels in {allowed}, got unexpected values {unexpected}")
+    return label.astype(np.uint8)
+
+
+def load_brain_case(image_path: PathLike, label_path: Optional[PathLike] = None, *,
+                    labels: Iterable[int] = tuple(BRAIN_LABELS)) -> dict[str, Any]:
+    """Load one brain case (4D multi-sequence image and optional label map), checked and in RAS.
+
+    Checks: the image is finite (no NaN/Inf); the label is 3D, integer, with values in ``labels``;
+    image and label have the same spatial shape and affines that agree within 1e-3.
+
+    Shape: image (C, X, Y, Z) float32 (C = 4 for MSD Task01: FLAIR, T1w, T1gd, T2w; a 3D file gives
+    C = 1); label (X, Y, Z) uint8 or None.
+
+    Returns:
+        dict with keys ``image``, ``label``, ``affine`` (4x4), ``spacing_mm`` (3 floats), ``case_id``
+        (file name without ``.nii.gz``).
+
+    Taught in week 1.
+    """
+    image_path = Path(image_path)
+    array, affine, spacing_mm = load_nifti(image_path)
+    if array.ndim == 3:
+        array = array[..., np.newaxis]
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"image file {image_path}: expected numeric voxels, got dtype {array.dtype}")
+    image = np.ascontiguousarray(np.moveaxis(array, -1, 0), dtype=np.float32)
+    if not np.all(np.isfinite(image)):
+        bad = int(np.sum(~np.isfinite(image)))
+        raise ValueError(f"image file {image_path}: expected finite values, got {bad} NaN/Inf voxels")
+    label = None
+    if label_path is not None:
+        label_path = Path(label_path)
+        label_array, label_affine, _ = load_nifti(label_path)
+        if label_array.ndim != 3:
+            raise ValueError(f"label file {label_path}: expected a 3D label map (X, Y, Z), got a "
+                             f"{label_array.ndim}D array of shape {label_array.shape}")
+        if label_array.shape != image.shape[1:]:
+            raise ValueError(f"image and label must have the same spatial shape, got {image.shape[1:]} "
+                             f"({image_path}) and {label_array.shape} ({label_path})")
+        if not np.allclose(affine, label_affine, atol=AFFINE_TOLERANCE, rtol=0):
+            raise ValueError(f"image and label affines differ by more than {AFFINE_TOLERANCE}: "
+                             f"{image_path} has {np.round(affine, 4).tolist()}, "
+                             f"{label_path} has {np.round(label_affine, 4).tolist()}")
+        label = _check_labels(label_array, path=label_path, labels=labels)
+    return {"image": image, "label": label, "affine": affine, "spacing_mm": spacing_mm,
+            "case_id": _strip_nifti_suffix(image_path.name)}
+
+
+def list_brain_cases(root: PathLike) -> pd.DataFrame:
+    """List the cases of an MSD-layout folder (``imagesTr/``, ``labelsTr/``, optional ``participants.tsv``).
+
+    Works on the course phantom and on the real MSD Task01_BrainTumour (which has no participants.tsv:
+    then ``patient_id`` = ``case_id``, ``site`` = "unknown", ``age``/``sex`` missing). Hidden files
+    such as the macOS ``._BRATS_001.nii.gz`` in the real archive are ignored.
+
+    Shape: one row per case; columns case_id, patient_id, site, age, sex, image_path, label_path
+    (missing, ``pd.isna``, when a case has no label), plus any extra participants.tsv columns.
+
+    Taught in week 1.
+    """
+    root = Path(root)
+    images_dir = root / "imagesTr"
+    if not images_dir.is_dir():
+        raise ValueError(f"root must be an MSD-layout folder with an imagesTr/ subfolder, got {root}")
+    rows = []
+    for image_path in sorted(images_dir.iterdir()):
+        if _is_junk(image_path) or not image_path.name.endswith(NIFTI_SUFFIXES):
+            continue
+        label_path = root / "labelsTr" / image_path.name
+        rows.append({"case_id": _strip_nifti_suffix(image_path.name), "image_path": str(image_path),
+                     "label_path": str(label_path) if label_path.is_file() else None})
+    if not rows:
+        raise ValueError(f"root: no .nii.gz images found in {images_dir}")
+    cases = pd.DataFrame(rows)
+    participants_path = root / "participants.tsv"
+    if participants_path.is_file():
+        participants = pd.read_csv(participants_path, sep="\t", dtype={"case_id": str, "patient_id": str})
+        if "case_id" not in participants.columns:
+            raise ValueError(f"{participants_path}: expected a case_id column, got columns "
+                             f"{list(participants.columns)}")
+        cases = cases.merge(participants, on="case_id", how="left", validate="one_to_one")
+    if "patient_id" not in cases.columns:
+        cases["patient_id"] = cases["case_id"]
+    cases["patient_id"] = cases["patient_id"].fillna(cases["case_id"])
+    if "site" not in cases.columns:
+        cases["site"] = "unknown"
+    cases["site"] = cases["site"].fillna("unknown")
+    for column in ("age", "sex"):
+        if column not in cases.columns:
+            cases[column] = np.nan
+    first = ["case_id", "patient_id", "site", "age", "sex", "image_path", "label_path"]
+    return cases[first + [c for c in cases.columns if c not in first]]
+
+
+def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
+                           description: str = "Gliomas segmentation tumour and oedema in on brain images",
+                           num_training: Optional[int] = None, case_ids: Optional[Sequence[str]] = None,
+                           reference: str = "", licence: str = "", release: str = "") -> Path:
+    """Write ``root/dataset.json`` the way the Medical Segmentation Decathlon Task01 does.
+
+    ``case_ids`` defaults to the images found in ``root/imagesTr``; ``num_training`` is checked against
+    their number when given. Keys, modality and label names are those of the real file (including its
+    spellings "t1gd" and "non-enhancing tumor"), so tools written for MSD/nnU-Net read it.
+
+    Shape: one JSON object; ``training`` has one {"image", "label"} entry per case.
+
+    Taught in week 1.
+    """
+    root = Path(root)
+    if case_ids is None:
+        images_dir = root / "imagesTr"
+        case_ids = sorted(_strip_nifti_suffix(p.name) for p in images_dir.glob("*.nii*") if not _is_junk(p)) \
+            if images_dir.is_dir() else []
+    case_ids = list(case_ids)
+    if num_training is not None and num_training != len(case_ids):
+        raise ValueError(f"num_training must equal the number of cases, got {num_training} and "
+                         f"{len(case_ids)} cases")
+    content = {
+        "name": name,
+        "description": description,
+        "reference": reference,
+        "licence": licence,
+        "release": release,
+        "tensorImageSize": "4D",
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "numTraining": len(case_ids),
+        "numTest": 0,
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
+        "test": [],
+    }
+    path = root / "dataset.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=4) + "\n")
+    return path
+
+
+def read_dataset_json(root: PathLike) -> dict[str, Any]:
+    """Read and check ``root/dataset.json`` (MSD layout); ``root`` may also be the file itself.
+
+    Shape: dict with at least name, modality, labels, numTraining, training.
+
+    Taught in week 1.
+    """
+    path = Path(root)
+    if path.is_dir():
+        path = path / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"root: no dataset.json at {path}")
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"could not read {path}: {error}") from error
+    required = ("name", "modality", "labels", "numTraining", "training")
+    missing = [key for key in required if key not in content]
+    if missing:
+        raise ValueError(f"{path}: expected keys {list(required)}, missing {missing}")
+    if content["numTraining"] != len(content["training"]):
+        raise ValueError(f"{path}: numTraining is {content['numTraining']} but training lists "
+                         f"{len(content['training'])} cases")
+    return content
+
+
+# --------------------------------------------------------------------------------------------
+# Skin images (ISIC layout: images/<id>.jpg, masks/<id>_segmentation.png, metadata.csv)
+# --------------------------------------------------------------------------------------------
+
+def _read_pil(path: Path, mode: str) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as handle:
+            handle.load()  # eager: a truncated file fails here
+            return np.asarray(handle.convert(mode))
+    except Exception as error:
+        raise ValueError(f"could not read image file {path}: {type(error).__name__}: {error}") from error
+
+
+def load_skin_case(image_path: PathLike, mask_path: Optional[PathLike] = None) -> dict[str, Any]:
+    """Load one dermoscopy image and its optional lesion mask.
+
+    The mask file must be binary: 0 and 255 (ISIC) or 0 and 1; anything else is an error.
+
+    Shape: image (3, H, W) float32 in [0, 1]; label (H, W) uint8 in {0, 1} or None.
+
+    Returns:
+        dict with keys ``image``, ``label``, ``image_id`` (file name without extension).
+
+    Taught in week 5.
+    """
+    image_path = Path(image_path)
+    rgb = _read_pil(image_path, "RGB")
+    image = np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32) / np.float32(255.0)
+    label = None
+    if mask_path is not None:
+        mask_path = Path(mask_path)
+        mask = _read_pil(mask_path, "L")
+        if mask.shape != image.shape[1:]:
+            raise ValueError(f"image and mask must have the same size (H, W), got {image.shape[1:]} "
+                             f"({image_path}) and {mask.shape} ({mask_path})")
+        values = set(np.unique(mask).tolist())
+        if not values <= {0, 255} and not values <= {0, 1}:
+            raise ValueError(f"mask file {mask_path}: expected a binary mask with values {{0, 255}} or "
+                             f"{{0, 1}}, got values {sorted(values)[:10]}")
+        label = (mask > 0).astype(np.uint8)
+    return {"image": image, "label": label, "image_id": image_path.stem}
+
+
+def list_skin_cases(root: PathLike) -> pd.DataFrame:
+    """List the images of an ISIC-layout folder (``images/``, ``masks/``, optional ``metadata.csv``).
+
+    Works on the course phantom and on ISIC 2018 arranged in the same layout (no metadata.csv: then
+    ``patient_id`` = ``image_id``, ``site`` = "unknown", ``fitzpatrick`` missing).
+
+    Shape: one row per image; columns image_id, patient_id, site, fitzpatrick, image_path,
+    mask_path (missing, ``pd.isna``, when there is no mask), plus any extra metadata.csv columns.
+
+    Taught in week 5.
+    """
+    root = Path(root)
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        raise ValueError(f"root must be an ISIC-layout folder with an images/ subfolder, got {root}")
+    rows = []
+    for image_path in sorted(images_dir.iterdir()):
+        if _is_junk(image_path) or image_path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            continue
+        mask_path = root / "masks" / f"{image_path.stem}_segmentation.png"
+        rows.append({"image_id": image_path.stem, "image_path": str(image_path),
+                     "mask_path": str(mask_path) if mask_path.is_file() else None})
+    if not rows:
+        raise ValueError(f"root: no .jpg/.png images found in {images_dir}")
+    cases = pd.DataFrame(rows)
+    metadata_path = root / "metadata.csv"
+    if metadata_path.is_file():
+        metadata = pd.read_csv(metadata_path, dtype={"image_id": str, "patient_id": str})
+        if "image_id" not in metadata.columns:
+            raise ValueError(f"{metadata_path}: expected an image_id column, got columns {list(metadata.columns)}")
+        cases = cases.merge(metadata, on="image_id", how="left", validate="one_to_one")
+    if "patient_id" not in cases.columns:
+        cases["patient_id"] = cases["image_id"]
+    cases["patient_id"] = cases["patient_id"].fillna(cases["image_id"])
+    if "site" not in cases.columns:
+        cases["site"] = "unknown"
+    cases["site"] = cases["site"].fillna("unknown")
+    if "fitzpatrick" not in cases.columns:
+        cases["fitzpatrick"] = np.nan
+    first = ["image_id", "patient_id", "site", "fitzpatrick", "image_path", "mask_path"]
+    return cases[first + [c for c in cases.columns if c not in first]]
+
+
+def save_skin_case(root: PathLike, image_id: str, image: np.ndarray, label: Optional[np.ndarray] = None, *,
+                   quality: int = 95) -> tuple[Path, Optional[Path]]:
+    """Write one skin image (JPEG) and optional mask (PNG, 0/255) in the ISIC layout, atomically.
+
+    Files: ``root/images/<image_id>.jpg`` and ``root/masks/<image_id>_segmentation.png``.
+
+    Shape: image (3, H, W) float in [0, 1] or uint8; label (H, W) with values in {0, 1}.
+
+    Returns:
+        (image path, mask path or None).
+
+    Taught in week 5.
+    """
+    from PIL import Image
+
+    if not image_id or "/" in image_id or image_id.startswith("."):
+        raise ValueError(f"image_id must be a plain, non-hidden file name, got {image_id!r}")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be channel-first RGB (3, H, W), got shape {image.shape}")
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.all(np.isfinite(image)) or image.min() < 0 or image.max() > 1:
+            raise ValueError(f"a floating image must have finite values in [0, 1], got range "
+                             f"{np.nanmin(image)}..{np.nanmax(image)}")
+        rgb = np.round(image * 255).astype(np.uint8)
+    elif image.dtype == np.uint8:
+        rgb = image
+    else:
+        raise TypeError(f"image must be float in [0, 1] or uint8, got dtype {image.dtype}")
+    mask = None
+    if label is not None:
+        label = np.asarray(label)
+        if label.shape != image.shape[1:]:
+            raise ValueError(f"label must have shape (H, W) = {image.shape[1:]}, got {label.shape}")
+        if not set(np.unique(label).tolist()) <= {0, 1}:
+            raise ValueError(f"label must be binary with values in {{0, 1}}, got values "
+                             f"{sorted(np.unique(label).tolist())[:10]}")
+        mask = (label > 0).astype(np.uint8) * 255
+    root = Path(root)
+    image_path = root / "images" / f"{image_id}.jpg"
+    with atomic_path(image_path) as tmp:
+        Image.fromarray(np.ascontiguousarray(np.moveaxis(rgb, 0, -1))).save(tmp, format="JPEG", quality=quality)
+    mask_path = None
+    if mask is not None:
+        mask_path = root / "masks" / f"{image_id}_segmentation.png"
+        with atomic_path(mask_path) as tmp:
+            Image.fromarray(mask).save(tmp, format="PNG")
+    return image_path, mask_path

@@ -1,0 +1,315 @@
+"""Tests for medseg_edu.data.io: RAS orientation, round trips, geometry/label checks, corrupt files."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers_data import write_tiny_brain_dataset, write_tiny_skin_dataset
+from medseg_edu.data import io
+from medseg_edu.data.io import (BRAIN_CHANNELS, BRAIN_LABELS, list_brain_cases, list_skin_cases,
+                                load_brain_case, load_nifti, load_skin_case, read_dataset_json,
+                                save_nifti, save_skin_case, write_msd_dataset_json)
+
+RAS_AFFINE = np.array([[2.0, 0, 0, -10.0],
+                       [0, 3.0, 0, -20.0],
+                       [0, 0, 4.0, 30.0],
+                       [0, 0, 0, 1.0]])
+
+
+def _raw_save(path, array, affine):
+    """Write with plain nibabel (bypassing save_nifti's checks) to create bad files."""
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+
+
+def _flip_axis0(array, affine):
+    """Same world, voxel axis 0 reversed: new index i' = n - 1 - i (worked out by hand)."""
+    n = array.shape[0]
+    flip = np.eye(4)
+    flip[0, 0] = -1.0
+    flip[0, 3] = n - 1
+    return array[::-1].copy(), affine @ flip
+
+
+def _permute_zxy(array, affine):
+    """Same world, voxel axes stored in order (z, x, y): the affine's columns move with them."""
+    return np.ascontiguousarray(np.moveaxis(array, 2, 0)), affine[:, [2, 0, 1, 3]]
+
+
+def test_constants():
+    assert BRAIN_CHANNELS == ("FLAIR", "T1w", "T1gd", "T2w")
+    assert BRAIN_LABELS == {0: "background", 1: "edema", 2: "non-enhancing tumour", 3: "enhancing tumour"}
+
+
+def test_flipped_and_permuted_copies_load_to_same_ras_array(tmp_path):
+    rng = np.random.default_rng(0)
+    original = rng.normal(size=(5, 6, 7)).astype(np.float32)
+    flipped, flipped_affine = _flip_axis0(original, RAS_AFFINE)
+    permuted, permuted_affine = _permute_zxy(*_flip_axis0(original, RAS_AFFINE))
+    assert permuted.shape == (7, 5, 6)
+    for name, (array, affine) in {"orig": (original, RAS_AFFINE), "flip": (flipped, flipped_affine),
+                                  "perm": (permuted, permuted_affine)}.items():
+        _raw_save(tmp_path / f"{name}.nii.gz", array, affine)
+        loaded, loaded_affine, spacing = load_nifti(tmp_path / f"{name}.nii.gz")
+        np.testing.assert_array_equal(loaded, original, err_msg=name)
+        np.testing.assert_allclose(loaded_affine, RAS_AFFINE, atol=1e-6, err_msg=name)
+        assert spacing == pytest.approx((2.0, 3.0, 4.0))
+
+
+def test_lps_file_is_flipped_to_ras(tmp_path):
+    # BraTS files are stored LPS-like: affine diag(-1, -1, 1). RAS means axes 0 and 1 reversed.
+    array = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    _raw_save(tmp_path / "lps.nii.gz", array, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    loaded, affine, _ = load_nifti(tmp_path / "lps.nii.gz")
+    np.testing.assert_array_equal(loaded, array[::-1, ::-1, :])
+    assert np.all(np.diag(affine)[:3] > 0)
+    # the voxel that was at index (0, 0, 0) sits at world (0, 0, 0): now at index (1, 2, 0)
+    np.testing.assert_allclose(affine @ [1, 2, 0, 1], [0, 0, 0, 1])
+
+
+def test_4d_image_keeps_channels_and_brain_case_is_channel_first(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(4, 5, 3, 4)).astype(np.float32)  # (x, y, z, c)
+    flipped, affine = _flip_axis0(image, RAS_AFFINE)
+    _raw_save(tmp_path / "img.nii.gz", flipped, affine)
+    array, _, _ = load_nifti(tmp_path / "img.nii.gz")
+    assert array.shape == (4, 5, 3, 4)
+    case = load_brain_case(tmp_path / "img.nii.gz")
+    assert case["image"].shape == (4, 4, 5, 3) and case["image"].dtype == np.float32
+    np.testing.assert_allclose(case["image"][2], image[..., 2])
+    assert case["label"] is None and case["case_id"] == "img"
+
+
+def test_save_load_round_trip_keeps_affine_spacing_and_dtype(tmp_path):
+    affine = np.array([[0.9, 0, 0, -90.0], [0, 1.1, 0, -126.0], [0, 0, 3.0, -72.0], [0, 0, 0, 1]])
+    image = np.random.default_rng(2).normal(size=(6, 5, 4, 4))
+    label = np.zeros((6, 5, 4), dtype=np.int64)
+    label[1:3, 1:3, 1] = 3
+    save_nifti(tmp_path / "img.nii.gz", image, affine)
+    save_nifti(tmp_path / "lab.nii.gz", label, affine)
+    loaded, loaded_affine, spacing = load_nifti(tmp_path / "img.nii.gz")
+    np.testing.assert_allclose(loaded, image.astype(np.float32))
+    np.testing.assert_allclose(loaded_affine, affine, atol=1e-5)
+    assert spacing == pytest.approx((0.9, 1.1, 3.0))
+    assert nib.load(str(tmp_path / "lab.nii.gz")).get_data_dtype() == np.uint8
+    case = load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")
+    assert case["label"].dtype == np.uint8
+    np.testing.assert_array_equal(case["label"], label)
+    assert case["spacing_mm"] == pytest.approx((0.9, 1.1, 3.0))
+
+
+def test_image_label_shape_mismatch_names_both(tmp_path):
+    save_nifti(tmp_path / "img.nii.gz", np.zeros((4, 4, 4, 2), np.float32), RAS_AFFINE)
+    save_nifti(tmp_path / "lab.nii.gz", np.zeros((4, 4, 5), np.uint8), RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"same spatial shape.*\(4, 4, 4\).*img\.nii\.gz.*\(4, 4, 5\).*lab"):
+        load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")
+
+
+def test_image_label_affine_mismatch(tmp_path):
+    shifted = RAS_AFFINE.copy()
+    shifted[0, 3] += 0.01
+    save_nifti(tmp_path / "img.nii.gz", np.zeros((4, 4, 4), np.float32), RAS_AFFINE)
+    save_nifti(tmp_path / "lab.nii.gz", np.zeros((4, 4, 4), np.uint8), shifted)
+    with pytest.raises(ValueError, match=r"affines differ.*img\.nii\.gz.*lab\.nii\.gz"):
+        load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")
+    # a difference below the 1e-3 tolerance is accepted
+    shifted[0, 3] = RAS_AFFINE[0, 3] + 1e-5
+    save_nifti(tmp_path / "lab.nii.gz", np.zeros((4, 4, 4), np.uint8), shifted)
+    assert load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")["label"].shape == (4, 4, 4)
+
+
+def test_non_integer_labels_rejected(tmp_path):
+    save_nifti(tmp_path / "img.nii.gz", np.zeros((3, 3, 3), np.float32), RAS_AFFINE)
+    _raw_save(tmp_path / "prob.nii.gz", np.full((3, 3, 3), 0.5, np.float32), RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"prob\.nii\.gz.*non-integer"):
+        load_brain_case(tmp_path / "img.nii.gz", tmp_path / "prob.nii.gz")
+
+
+def test_labels_outside_declared_set_rejected(tmp_path):
+    label = np.zeros((3, 3, 3), np.uint8)
+    label[0, 0, 0] = 4  # BraTS 2017 style "4" for enhancing tumour: not in the MSD label set
+    save_nifti(tmp_path / "img.nii.gz", np.zeros((3, 3, 3), np.float32), RAS_AFFINE)
+    save_nifti(tmp_path / "lab.nii.gz", label, RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"lab\.nii\.gz.*expected labels in \[0, 1, 2, 3\].*\[4\]"):
+        load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")
+    case = load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz", labels=(0, 1, 2, 4))
+    assert case["label"][0, 0, 0] == 4
+
+
+def test_4d_label_rejected(tmp_path):
+    save_nifti(tmp_path / "img.nii.gz", np.zeros((3, 3, 3), np.float32), RAS_AFFINE)
+    save_nifti(tmp_path / "lab.nii.gz", np.zeros((3, 3, 3, 2), np.uint8), RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"expected a 3D label map.*4D"):
+        load_brain_case(tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz")
+
+
+def test_nan_and_inf_in_image_rejected(tmp_path):
+    for bad in (np.nan, np.inf):
+        image = np.zeros((3, 3, 3), np.float32)
+        image[1, 1, 1] = bad
+        _raw_save(tmp_path / "img.nii.gz", image, RAS_AFFINE)
+        with pytest.raises(ValueError, match=r"img\.nii\.gz.*1 NaN/Inf"):
+            load_brain_case(tmp_path / "img.nii.gz")
+        with pytest.raises(ValueError, match="finite"):
+            save_nifti(tmp_path / "out.nii.gz", image, RAS_AFFINE)
+        assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_truncated_gzip_raises_value_error_with_path(tmp_path):
+    path = tmp_path / "case.nii.gz"
+    save_nifti(path, np.random.default_rng(0).normal(size=(16, 16, 16)), RAS_AFFINE)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"case\.nii\.gz"):
+        load_nifti(path)
+
+
+def test_uncompressed_file_named_gz_raises_value_error_with_path(tmp_path):
+    save_nifti(tmp_path / "plain.nii", np.zeros((3, 3, 3), np.float32), RAS_AFFINE)
+    (tmp_path / "plain.nii").rename(tmp_path / "liar.nii.gz")
+    with pytest.raises(ValueError, match=r"liar\.nii\.gz"):
+        load_nifti(tmp_path / "liar.nii.gz")
+
+
+def test_garbage_and_missing_files(tmp_path):
+    (tmp_path / "junk.nii.gz").write_bytes(gzip.compress(b"not a nifti header at all"))
+    with pytest.raises(ValueError, match=r"junk\.nii\.gz"):
+        load_nifti(tmp_path / "junk.nii.gz")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_nifti(tmp_path / "missing.nii.gz")
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    def failing_save(image, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.nib, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_nifti(tmp_path / "case.nii.gz", np.zeros((3, 3, 3), np.float32), RAS_AFFINE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_bad_inputs_write_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"array must be 3D.*got shape \(3, 3\)"):
+        save_nifti(tmp_path / "a.nii.gz", np.zeros((3, 3)), RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"affine must be a 4x4.*\(3, 3\)"):
+        save_nifti(tmp_path / "a.nii.gz", np.zeros((3, 3, 3)), np.eye(3))
+    with pytest.raises(ValueError, match=r"0\.\.255.*-1"):
+        save_nifti(tmp_path / "a.nii.gz", np.full((3, 3, 3), -1), RAS_AFFINE)
+    with pytest.raises(ValueError, match=r"\.nii\.gz or \.nii"):
+        save_nifti(tmp_path / "a.nrrd", np.zeros((3, 3, 3)), RAS_AFFINE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_brain_cases_without_participants_ignores_macos_junk(tmp_path):
+    write_tiny_brain_dataset(tmp_path, cases=2)
+    (tmp_path / "imagesTr" / "._case_000.nii.gz").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (tmp_path / "labelsTr" / "case_001.nii.gz").unlink()
+    cases = list_brain_cases(tmp_path)
+    assert list(cases.columns[:7]) == ["case_id", "patient_id", "site", "age", "sex", "image_path", "label_path"]
+    assert cases["case_id"].tolist() == ["case_000", "case_001"]
+    assert cases["patient_id"].tolist() == ["case_000", "case_001"]
+    assert cases["site"].tolist() == ["unknown", "unknown"]
+    assert cases["age"].isna().all()
+    assert cases["label_path"].iloc[0].endswith("labelsTr/case_000.nii.gz")
+    assert pd.isna(cases["label_path"].iloc[1])
+
+
+def test_list_brain_cases_merges_participants(tmp_path):
+    write_tiny_brain_dataset(tmp_path, cases=3, patient_ids=["p1", "p1", "p2"], sites=["A", "B", "B"])
+    cases = list_brain_cases(tmp_path)
+    assert cases["patient_id"].tolist() == ["p1", "p1", "p2"]
+    assert cases["site"].tolist() == ["A", "B", "B"]
+    assert cases["age"].tolist() == [40, 41, 42]
+    case = load_brain_case(cases["image_path"].iloc[0], cases["label_path"].iloc[0])
+    assert case["image"].shape == (4, 12, 10, 8)
+    assert sorted(np.unique(case["label"]).tolist()) == [0, 1, 2, 3]
+
+
+def test_list_brain_cases_bad_root(tmp_path):
+    with pytest.raises(ValueError, match="imagesTr"):
+        list_brain_cases(tmp_path)
+
+
+def test_dataset_json_matches_msd_keys(tmp_path):
+    write_tiny_brain_dataset(tmp_path, cases=2)
+    write_msd_dataset_json(tmp_path, name="BrainTumourPhantom", description="phantom", num_training=2)
+    raw = json.loads((tmp_path / "dataset.json").read_text())
+    assert raw["tensorImageSize"] == "4D"
+    assert raw["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    assert raw["labels"] == {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+    assert raw["numTraining"] == 2 and raw["test"] == []
+    assert raw["training"][1] == {"image": "./imagesTr/case_001.nii.gz", "label": "./labelsTr/case_001.nii.gz"}
+    assert read_dataset_json(tmp_path)["name"] == "BrainTumourPhantom"
+    with pytest.raises(ValueError, match=r"num_training must equal.*3 and 2"):
+        write_msd_dataset_json(tmp_path, name="x", description="y", num_training=3)
+
+
+def test_read_dataset_json_errors(tmp_path):
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(ValueError, match="dataset.json"):
+        read_dataset_json(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "x", "training": []}))
+    with pytest.raises(ValueError, match=r"missing \['modality', 'labels', 'numTraining'\]"):
+        read_dataset_json(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- skin
+
+def test_skin_round_trip_and_listing(tmp_path):
+    write_tiny_skin_dataset(tmp_path, images=3)
+    assert (tmp_path / "masks" / "img_000_segmentation.png").is_file()
+    cases = list_skin_cases(tmp_path)
+    assert cases["image_id"].tolist() == ["img_000", "img_001", "img_002"]
+    assert cases["patient_id"].tolist() == ["p0", "p0", "p1"]
+    assert cases["fitzpatrick"].tolist() == [1, 2, 3]
+    case = load_skin_case(cases["image_path"].iloc[1], cases["mask_path"].iloc[1])
+    assert case["image"].shape == (3, 20, 24) and case["image"].dtype == np.float32
+    assert case["label"].dtype == np.uint8
+    expected = np.zeros((20, 24), np.uint8)
+    expected[4:12, 6:15] = 1
+    np.testing.assert_array_equal(case["label"], expected)
+    # JPEG is lossy: flat colours come back within a few grey levels
+    assert abs(case["image"][:, 0, 0].mean() - 0.8) < 0.03
+    assert abs(case["image"][:, 8, 10].mean() - 0.2) < 0.03
+    from PIL import Image
+    assert set(np.unique(np.asarray(Image.open(cases["mask_path"].iloc[1]))).tolist()) == {0, 255}
+
+
+def test_list_skin_cases_without_metadata(tmp_path):
+    save_skin_case(tmp_path, "ISIC_0000000", np.zeros((3, 8, 8), np.float32))
+    (tmp_path / "images" / "._ISIC_0000000.jpg").write_bytes(b"junk")
+    cases = list_skin_cases(tmp_path)
+    assert cases["image_id"].tolist() == ["ISIC_0000000"]
+    assert cases["patient_id"].tolist() == ["ISIC_0000000"]
+    assert cases["site"].tolist() == ["unknown"]
+    assert pd.isna(cases["mask_path"].iloc[0]) and cases["fitzpatrick"].isna().all()
+
+
+def test_skin_bad_inputs(tmp_path):
+    from PIL import Image
+    save_skin_case(tmp_path, "a", np.zeros((3, 8, 8), np.float32))
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "masks" / "grey.png")
+    with pytest.raises(ValueError, match=r"grey\.png.*binary.*\[128\]"):
+        load_skin_case(tmp_path / "images" / "a.jpg", tmp_path / "masks" / "grey.png")
+    Image.fromarray(np.zeros((8, 9), np.uint8)).save(tmp_path / "masks" / "small.png")
+    with pytest.raises(ValueError, match=r"same size.*\(8, 8\).*\(8, 9\)"):
+        load_skin_case(tmp_path / "images" / "a.jpg", tmp_path / "masks" / "small.png")
+    data = (tmp_path / "images" / "a.jpg").read_bytes()
+    (tmp_path / "images" / "cut.jpg").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"cut\.jpg"):
+        load_skin_case(tmp_path / "images" / "cut.jpg")
+    with pytest.raises(ValueError, match=r"channel-first RGB \(3, H, W\).*\(8, 8, 3\)"):
+        save_skin_case(tmp_path, "b", np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        save_skin_case(tmp_path, "b", np.full((3, 8, 8), 2.0, np.float32))
+    with pytest.raises(ValueError, match=r"label must be binary.*\[2\]"):
+        save_skin_case(tmp_path, "b", np.zeros((3, 8, 8), np.float32), np.full((8, 8), 2))
+    assert not (tmp_path / "images" / "b.jpg").exists()
