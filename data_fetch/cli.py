@@ -1,0 +1,86 @@
+"""Command line: ``python -m data_fetch NAME [--dest DIR] [--timeout S]`` or ``--list``.
+
+``medseg-edu fetch ...`` calls the same ``main``. Errors print one line and return a non-zero code.
+
+Taught in week 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from .download import FetchError, human_size
+from .fetch import fetch
+from .registry import REGISTRY
+
+__all__ = ["build_parser", "format_registry", "main"]
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the tests and the docs).
+
+    Shape: () -> argparse.ArgumentParser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m data_fetch",
+        description="Download a real public data set into the course layout (see --list).")
+    parser.add_argument("name", nargs="?", help="data set name, e.g. msd-hippocampus")
+    parser.add_argument("--dest", default=None,
+                        help="destination folder (default: $MEDSEG_DATA/datasets, "
+                             "i.e. ~/.cache/medseg-edu/datasets)")
+    parser.add_argument("--list", action="store_true", help="list the data sets and exit")
+    parser.add_argument("--timeout", type=_positive_seconds, default=30.0,
+                        help="network timeout in seconds (default 30)")
+    return parser
+
+
+def format_registry() -> str:
+    """The registry as a table: name, approximate size, licence, title.
+
+    Shape: () -> multi-line str.
+    """
+    lines = [f"{'name':<16} {'size':>9}  {'licence':<34} description"]
+    for entry in REGISTRY.values():
+        lines.append(f"{entry.name:<16} {human_size(entry.size_bytes):>9}  {entry.licence:<34} "
+                     f"{entry.title}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command; return 0 on success, 1 on a fetch error, 2 on bad arguments.
+
+    Shape: list of arguments (default sys.argv[1:]) -> exit code.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:          # argparse printed the usage line already
+        return int(exit_.code or 0)
+    if args.list:
+        print(format_registry())
+        return 0
+    if not args.name:
+        print(f"data_fetch: error: give a data set name ({', '.join(REGISTRY)}) or --list",
+              file=sys.stderr)
+        return 2
+    try:
+        folder = fetch(args.name, dest=args.dest, timeout=args.timeout)
+    except (FetchError, ValueError, TypeError) as error:
+        print(f"data_fetch: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("data_fetch: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(folder)
+    return 0
