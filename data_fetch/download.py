@@ -153,7 +153,8 @@ def _transfer_once(url: str, part: Path, *, timeout: float, progress: bool, desc
                 try:
                     chunk = response.read(CHUNK_BYTES)
                 except (OSError, http.client.HTTPException) as error:
-                    out.flush()
+                    if isinstance(error, http.client.IncompleteRead):
+                        out.write(error.partial)       # keep what did arrive, for the resume
                     raise NetworkError(_network_message(url, error, timeout=timeout,
                                                         part=part)) from None
                 if not chunk:

@@ -104,7 +104,8 @@ def _extract_zip(archive: Path, folder: Path) -> None:
             if stat.S_ISLNK(mode):
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; "
                                          f"refusing to extract this archive")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            file_type = stat.S_IFMT(mode)    # 0 when the zip records permissions only
+            if file_type and file_type not in (stat.S_IFREG, stat.S_IFDIR):
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device file or "
                                          f"FIFO; refusing to extract this archive")
             plan.append((info, relative))

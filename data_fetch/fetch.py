@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from medseg_edu.utils import atomic_path, cache_dir
 
-from .download import (FetchError, NotEnoughSpaceError, check_free_space, download_file,
-                       human_size)
+from .download import (FetchError, NotEnoughSpaceError, UnsafeArchiveError, check_free_space,
+                       download_file, human_size)
 from .extract import safe_extract
 from .isic import prepare_isic
 from .msd import prepare_msd
@@ -157,6 +157,10 @@ def fetch(name: str, *, dest: "str | os.PathLike[str] | None" = None, timeout: f
                   "written_utc": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         (prepared / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         os.replace(prepared, target)
+    except UnsafeArchiveError:
+        for archive in archives:      # verified but dangerous: keeping it would only fail again
+            archive.unlink()
+        raise
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise NotEnoughSpaceError(
