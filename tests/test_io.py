@@ -313,3 +313,23 @@ def test_skin_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match=r"label must be binary.*\[2\]"):
         save_skin_case(tmp_path, "b", np.zeros((3, 8, 8), np.float32), np.full((8, 8), 2))
     assert not (tmp_path / "images" / "b.jpg").exists()
+
+
+def test_msd_like_lps_4d_case_keeps_image_and_label_aligned(tmp_path):
+    # Real MSD files: 4D float image and uint8 label, both with an LPS-like affine and a shifted origin.
+    affine = np.array([[-1.0, 0, 0, 120.0], [0, -1.0, 0, 120.0], [0, 0, 1.0, -70.0], [0, 0, 0, 1]])
+    label = np.zeros((6, 5, 4), np.uint8)
+    label[0, 1, 2] = 3
+    image = np.zeros((6, 5, 4, 4), np.float32)
+    image[0, 1, 2, :] = [10.0, 20.0, 30.0, 40.0]
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    _raw_save(tmp_path / "imagesTr" / "BRATS_001.nii.gz", image, affine)
+    _raw_save(tmp_path / "labelsTr" / "BRATS_001.nii.gz", label, affine)
+    row = list_brain_cases(tmp_path).iloc[0]
+    case = load_brain_case(row["image_path"], row["label_path"])
+    # axes 0 and 1 reversed: voxel (0, 1, 2) moves to (5, 3, 2)
+    assert np.argwhere(case["label"]).tolist() == [[5, 3, 2]]
+    np.testing.assert_array_equal(case["image"][:, 5, 3, 2], [10.0, 20.0, 30.0, 40.0])
+    np.testing.assert_allclose(case["affine"] @ [5, 3, 2, 1], affine @ [0, 1, 2, 1])
+    assert case["case_id"] == "BRATS_001"

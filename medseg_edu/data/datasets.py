@@ -206,7 +206,8 @@ class BrainVolumes(Dataset):
     """Whole 3D brain volumes of an MSD-layout data set, one item per case.
 
     ``cases`` is a table from ``list_brain_cases`` (or a subset of it, e.g. one split) or the data
-    set folder. Cases without a label file yield items without a ``"label"`` key (for inference).
+    set folder. Cases without a label file yield items without a ``"label"`` key (for inference);
+    for them ``transform`` is called as ``transform(image, None)`` and must accept that.
 
     Shape: item image (4, X, Y, Z) float32, label (1, X, Y, Z) int64, plus "case_id",
     "spacing_mm" (3 floats), "affine" (4x4 float64 tensor).
