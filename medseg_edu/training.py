@@ -1,0 +1,449 @@
+"""Training engine: seeds, device choice and one ``fit()`` loop that students can read in one sitting.
+
+``fit()`` trains any segmentation model on batches ``{"image": (N, C, *sp), "label": (N, 1, *sp)}``
+(or ``(image, label)`` tuples) and handles what every real training run needs: the device (CUDA,
+then Apple MPS, then CPU), mixed precision on CUDA, a progress bar, validation with mean foreground
+Dice every epoch, best/last checkpoints, resuming, early stopping, reproducible seeds, and
+multi-process data parallelism when started with ``torchrun`` (see :mod:`medseg_edu.distributed`).
+
+Taught in week 3.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import distributed as ddp
+from .models.unet import deep_supervision_loss
+from .utils import atomic_path, progress as progress_bar
+
+__all__ = ["History", "seed_everything", "pick_device", "foreground_dice_score", "fit", "plot_history"]
+
+
+# ----------------------------------------------------------------------------- seeds and devices
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, NumPy and PyTorch (CPU and all GPUs) with ``seed``.
+
+    ``deterministic=True`` also makes cuDNN pick deterministic algorithms (``cudnn.deterministic =
+    True``, ``cudnn.benchmark = False``) and calls ``torch.use_deterministic_algorithms(True,
+    warn_only=True)`` (a warning, not an error, for operations with no deterministic version).
+    GPU runs become repeatable at some cost in speed. ``deterministic=False`` leaves these flags as
+    they are. CPU runs with the same seed repeat exactly either way.
+
+    Shape: an int -> nothing (global state is changed).
+
+    Taught in week 3.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # needed by cuBLAS
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device(preference: Union[str, torch.device] = "auto", *, verbose: bool = True) -> torch.device:
+    """Choose where to compute and say why: CUDA GPU, then Apple MPS, then CPU.
+
+    ``preference`` is "auto", "cpu", "cuda" (or "cuda:1"), "mps" or a ``torch.device``. When the
+    requested accelerator is missing, falls back to the CPU with a message instead of crashing
+    (notebooks must run on any laptop).
+
+    Shape: a string -> a ``torch.device``.
+
+    Example:
+        >>> pick_device("cpu", verbose=False)
+        device(type='cpu')
+
+    Taught in week 3.
+    """
+    if isinstance(preference, torch.device):
+        preference = str(preference)
+    if not isinstance(preference, str) or preference.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {preference!r}")
+    has_cuda = torch.cuda.is_available()
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    kind = preference.split(":")[0]
+    if kind == "auto":
+        kind = "cuda" if has_cuda else "mps" if has_mps else "cpu"
+        why = "found" if kind != "cpu" else "no CUDA GPU or Apple MPS found"
+    else:
+        why = "as requested"
+        if (kind == "cuda" and not has_cuda) or (kind == "mps" and not has_mps):
+            why = f"{kind} was requested but is not available here, falling back"
+            kind, preference = "cpu", "cpu"
+    device = torch.device(preference if preference.startswith("cuda:") else kind)
+    if verbose:
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+            print(f"Using CUDA GPU {name} ({why}; {torch.cuda.device_count()} GPU(s) visible)")
+        elif device.type == "mps":
+            print(f"Using Apple MPS ({why}; no CUDA GPU)" if why == "found" else f"Using Apple MPS ({why})")
+        else:
+            print(f"Using CPU ({why})")
+    return device
+
+
+# ----------------------------------------------------------------------------- history
+@dataclass
+class History:
+    """What happened in each epoch of :func:`fit` (one entry per epoch in every list).
+
+    ``val_loss``/``val_dice`` hold NaN when there was no validation loader. ``val_dice`` holds
+    the value of ``fit(val_metric=...)``, mean foreground Dice by default. ``best_epoch`` is
+    1-based; ``best_score`` is the monitored value there (val_dice, or minus train_loss without
+    validation).
+
+    Shape: lists of floats of length = number of epochs trained.
+
+    Taught in week 3.
+    """
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_dice: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    best_epoch: Optional[int] = None
+    best_score: Optional[float] = None
+
+    def __len__(self) -> int:
+        return len(self.train_loss)
+
+    def to_frame(self):
+        """A pandas DataFrame with one row per epoch (column ``epoch`` counts from 1)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"epoch": range(1, len(self) + 1), "train_loss": self.train_loss,
+                              "val_loss": self.val_loss, "val_dice": self.val_dice,
+                              "lr": self.lr, "seconds": self.seconds})
+        return frame.set_index("epoch")
+
+
+def plot_history(history: History):
+    """Loss curves (train and validation) and validation Dice per epoch, side by side.
+
+    Shape: a History -> a matplotlib Figure with two axes.
+
+    Taught in week 3.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(history, History):
+        raise TypeError(f"history must be a History (returned by fit), got {type(history).__name__}")
+    epochs = list(range(1, len(history) + 1))
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(epochs, history.train_loss, "o-", label="train")
+    if not all(math.isnan(v) for v in history.val_loss):
+        ax_loss.plot(epochs, history.val_loss, "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    ax_dice.plot(epochs, history.val_dice, "o-", color="tab:green")
+    if history.best_epoch is not None and not math.isnan(history.val_dice[history.best_epoch - 1]):
+        ax_dice.axvline(history.best_epoch, color="grey", linestyle=":", label="best")
+        ax_dice.legend()
+    ax_dice.set(xlabel="epoch", ylabel="mean foreground Dice", title="Validation Dice", ylim=(0, 1))
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- validation metric
+def foreground_dice_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Per-case mean Dice over the foreground classes, the default validation metric of fit().
+
+    Logits with K >= 2 channels are turned into labels by argmax (classes 1..K-1 scored); one
+    channel means a binary problem (logit > 0 is foreground). A class absent from both
+    prediction and label is skipped; a case where all are absent gives NaN (ignored by fit's mean).
+
+    Shape: ``logits (N, K, *spatial)``, ``label (N, 1, *spatial)`` integers -> ``(N,)`` floats.
+
+    Taught in week 3.
+    """
+    if label.ndim != logits.ndim or label.shape[1] != 1 or label.shape[2:] != logits.shape[2:]:
+        raise ValueError(f"label must have shape (N, 1, *spatial) matching logits {tuple(logits.shape)}, "
+                         f"got {tuple(label.shape)}")
+    if logits.shape[1] == 1:
+        pred, classes = (logits[:, 0] > 0).long(), [1]
+    else:
+        pred, classes = logits.argmax(dim=1), range(1, logits.shape[1])
+    target = label[:, 0].long()
+    scores = []
+    for k in classes:
+        p = (pred == k).flatten(1)
+        t = (target == k).flatten(1)
+        inter = (p & t).sum(1).double()
+        total = p.sum(1).double() + t.sum(1).double()
+        scores.append(torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.full_like(total, float("nan"))))
+    return torch.stack(scores, dim=1).nanmean(dim=1)
+
+
+# ----------------------------------------------------------------------------- small pieces of fit
+def _unpack(batch) -> tuple:
+    """(image, label) from a dict batch or an (image, label, ...) tuple."""
+    if isinstance(batch, dict):
+        if "image" not in batch or "label" not in batch:
+            raise ValueError(f"a dict batch needs keys 'image' and 'label', got {sorted(batch)}")
+        return batch["image"], batch["label"]
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise TypeError(f"batches must be dicts with 'image' and 'label' or (image, label) tuples, "
+                    f"got {type(batch).__name__}")
+
+
+def _amp_settings(amp: Union[str, bool], device: torch.device) -> tuple:
+    """(autocast enabled, autocast dtype, needs a GradScaler)."""
+    if amp not in ("auto", True, False):
+        raise ValueError(f"amp must be 'auto', True or False, got {amp!r}")
+    if amp is True and device.type != "cuda":
+        raise ValueError(f"amp=True needs a CUDA device, got {device.type}; use amp='auto'")
+    if device.type != "cuda" or amp is False:
+        return False, torch.float32, False
+    if torch.cuda.is_bf16_supported():
+        return True, torch.bfloat16, False      # bf16 has float32's range: no loss scaling needed
+    return True, torch.float16, True
+
+
+def _rng_state(loader) -> dict:
+    """Every random generator fit() depends on, in a form torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    sampler_gen = getattr(getattr(loader, "sampler", None), "generator", None)
+    state["sampler"] = sampler_gen.get_state() if sampler_gen is not None else None
+    return state
+
+
+def _set_rng_state(state: dict, loader) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    sampler_gen = getattr(getattr(loader, "sampler", None), "generator", None)
+    if sampler_gen is not None and state["sampler"] is not None:
+        sampler_gen.set_state(state["sampler"])
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(resume: Union[str, os.PathLike]) -> dict:
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path} (give a .pt file or a checkpoint_dir "
+                                f"containing last.pt)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _validate(model, loader, loss_fn, val_metric, device, autocast_kwargs) -> tuple:
+    """(mean validation loss, mean of val_metric over cases), summed over all processes."""
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, n, metric sum, metric count
+    with torch.no_grad():
+        for batch in loader:
+            image, label = _unpack(batch)
+            image, label = image.to(device), label.to(device)
+            with torch.autocast(**autocast_kwargs):
+                logits = model(image)
+            logits = logits.float()
+            scores = val_metric(logits, label).double().flatten()
+            valid = ~torch.isnan(scores)
+            sums += torch.stack([loss_fn(logits, label).double() * len(image),
+                                 torch.tensor(float(len(image)), dtype=torch.float64, device=device),
+                                 scores[valid].sum(), valid.sum().double()])
+    sums = ddp.all_reduce_sum(sums)
+    val_loss = float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+    val_score = float(sums[2] / sums[3]) if sums[3] > 0 else float("nan")
+    return val_loss, val_score
+
+
+# ----------------------------------------------------------------------------- fit
+def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, epochs: int,
+        optimizer: Optional[torch.optim.Optimizer] = None, lr: float = 1e-3,
+        device: Union[str, torch.device] = "auto", amp: Union[str, bool] = "auto",
+        val_metric: Callable = foreground_dice_score,
+        checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+        resume: Optional[Union[str, os.PathLike]] = None,
+        early_stopping_patience: Optional[int] = None, max_steps: Optional[int] = None,
+        seed: Optional[int] = None, progress: bool = True) -> History:
+    """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
+
+    Args:
+        model: any network mapping ``(N, C, *sp)`` to logits ``(N, K, *sp)``; a list of logits
+            (deep supervision) is handled by :func:`medseg_edu.models.deep_supervision_loss`.
+        train_loader, val_loader: iterables of batches, dicts ``{"image", "label"}`` or
+            ``(image, label)`` tuples; labels ``(N, 1, *sp)`` int64.
+        loss_fn: ``loss_fn(logits, label) -> scalar``.
+        epochs: total number of epochs (counting those of a resumed run).
+        optimizer: default ``torch.optim.Adam(model.parameters(), lr=lr)``.
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "mps".
+        amp: "auto" = mixed precision on CUDA only (bf16 where supported, else fp16 with a
+            GradScaler); False = always float32; True = require CUDA.
+        val_metric: ``val_metric(logits, label) -> (N,)`` per-case scores (NaN = skip), higher is
+            better; its mean is stored as ``history.val_dice`` and picks the best checkpoint.
+        checkpoint_dir: write ``last.pt`` every epoch and ``best.pt`` when the monitored value
+            improves (model, optimizer, scaler, epoch, history, config, random states).
+        resume: a checkpoint file or a checkpoint_dir: continue its history from its epoch.
+        early_stopping_patience: stop after this many epochs without improvement.
+        max_steps: at most this many training batches per epoch (short runs in fast mode).
+        seed: if given, :func:`seed_everything` (seed the model's initialisation yourself, before
+            building it).
+        progress: show a progress bar and one summary line per epoch.
+
+    Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel: each
+    process sees 1/N of every epoch (DataLoaders get a DistributedSampler), gradients and
+    validation metrics are averaged over processes, only rank 0 prints and writes checkpoints.
+
+    Shape: batches ``image (N, C, *spatial)``, ``label (N, 1, *spatial)`` -> History.
+
+    Example:
+        >>> history = fit(net, train_loader, val_loader, loss_fn=dice_ce_loss, epochs=10)  # doctest: +SKIP
+        >>> history.to_frame().tail()                                                      # doctest: +SKIP
+
+    Taught in week 3.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (logits, label) -> scalar, got {type(loss_fn).__name__}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    for name, value in (("early_stopping_patience", early_stopping_patience), ("max_steps", max_steps)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+
+    # --- processes, device, precision
+    dist_env = ddp.distributed_env()
+    rank, world_size, local_rank = dist_env if dist_env else (0, 1, 0)
+    main = rank == 0
+    device = pick_device(device, verbose=progress and main)
+    if dist_env:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        ddp.init_distributed(device.type)
+    use_amp, amp_dtype, use_scaler = _amp_settings(amp, device)
+    autocast_kwargs = dict(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
+    if seed is not None:
+        seed_everything(seed)
+
+    model.to(device)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    history = History()
+    start_epoch = 0
+    if resume is not None:
+        ckpt = _load_checkpoint(resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt["scaler"] is not None:
+            scaler.load_state_dict(ckpt["scaler"])
+        history = History(**ckpt["history"])
+        start_epoch = ckpt["epoch"]
+        _set_rng_state(ckpt["rng"], train_loader)
+
+    train_model = model
+    if dist_env:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
+        train_loader = ddp.distributed_loader(train_loader, seed=seed or 0)
+        if val_loader is not None:
+            val_loader = ddp.distributed_loader(val_loader, shuffle=False)
+
+    config = {"model_class": type(model).__name__, "epochs": epochs, "lr": lr, "seed": seed,
+              "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off",
+              "max_steps": max_steps, "world_size": world_size,
+              "loss_fn": getattr(loss_fn, "__name__", type(loss_fn).__name__),
+              "early_stopping_patience": early_stopping_patience}
+    if checkpoint_dir is not None and main:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+
+    for epoch in range(start_epoch, epochs):
+        if (early_stopping_patience is not None and history.best_epoch is not None
+                and len(history) - history.best_epoch >= early_stopping_patience):
+            break
+        start = time.perf_counter()
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)       # a new shuffle every epoch under DistributedSampler
+        train_model.train()
+        sums = torch.zeros(2, dtype=torch.float64, device=device)   # loss * batch size, samples
+        batches = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False) \
+            if progress and main else train_loader
+        for step, batch in enumerate(batches):
+            if max_steps is not None and step >= max_steps:
+                break
+            image, label = _unpack(batch)
+            image = image.to(device, non_blocking=True)
+            label = label.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(**autocast_kwargs):
+                outputs = train_model(image)
+            # the loss runs in float32 (outside autocast) for a stable sum
+            if isinstance(outputs, torch.Tensor):
+                outputs = outputs.float()
+            else:
+                outputs = [o.float() for o in outputs]
+            loss = deep_supervision_loss(outputs, label, loss_fn)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+                                         f"lower lr (now {optimizer.param_groups[0]['lr']}) or check the data")
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            sums += torch.stack([loss.detach().double() * len(image),
+                                 torch.tensor(float(len(image)), dtype=torch.float64, device=device)])
+        sums = ddp.all_reduce_sum(sums)
+        history.train_loss.append(float(sums[0] / sums[1]) if sums[1] > 0 else float("nan"))
+        history.lr.append(float(optimizer.param_groups[0]["lr"]))
+        if val_loader is not None:
+            val_loss, val_score = _validate(model, val_loader, loss_fn, val_metric, device, autocast_kwargs)
+        else:
+            val_loss, val_score = float("nan"), float("nan")
+        history.val_loss.append(val_loss)
+        history.val_dice.append(val_score)
+        history.seconds.append(time.perf_counter() - start)
+
+        monitored = val_score if val_loader is not None else -history.train_loss[-1]
+        improved = not math.isnan(monitored) and (history.best_score is None or monitored > history.best_score)
+        if improved:
+            history.best_epoch, history.best_score = epoch + 1, monitored
+        if checkpoint_dir is not None and main:
+            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scaler": scaler.state_dict() if scaler is not None else None,
+                       "epoch": epoch + 1, "history": asdict(history), "config": config,
+                       "rng": _rng_state(train_loader)}
+            _save_checkpoint(Path(checkpoint_dir) / "last.pt", payload)
+            if improved:
+                _save_checkpoint(Path(checkpoint_dir) / "best.pt", payload)
+        if progress and main:
+            print(f"epoch {epoch + 1}/{epochs}  train_loss {history.train_loss[-1]:.4f}  "
+                  f"val_loss {val_loss:.4f}  val_dice {val_score:.4f}  {history.seconds[-1]:.1f} s"
+                  + ("  *best*" if improved else ""))
+        ddp.barrier()
+    return history
