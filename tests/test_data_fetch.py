@@ -44,6 +44,7 @@ class LocalServer:
         self.cut_first: set[str] = set()
         self.wrong_bytes: set[str] = set()
         self.hang: set[str] = set()
+        self.ignore_range: set[str] = set()
         self.requests: list[tuple[str, str | None]] = []
         self.release = threading.Event()
         self._already_cut: set[str] = set()
@@ -67,7 +68,7 @@ class LocalServer:
                     data = bytes(b ^ 0xFF for b in data)
                 start = 0
                 range_header = self.headers.get("Range")
-                if range_header:
+                if range_header and name not in server.ignore_range:
                     start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
                     if start >= len(data):
                         self.send_response(416)
@@ -226,6 +227,9 @@ def test_clean_download_gives_msd_layout_readable_by_course_readers(server, tmp_
         assert cases["case_id"].tolist() == ["BRATS_001", "BRATS_002"]
         assert cases["patient_id"].tolist() == ["BRATS_001", "BRATS_002"]
         assert all(Path(p).is_file() for p in cases["label_path"])
+        case = io_module.load_brain_case(cases["image_path"][0], cases["label_path"][0])
+        assert case["image"].shape == (4, 8, 7, 6)
+        assert case["spacing_mm"] == pytest.approx((1.0, 1.0, 1.5))
 
 
 def test_second_call_returns_at_once_without_any_request(server, tmp_path):
@@ -264,6 +268,28 @@ def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
     (downloads / "Task99_Tiny.tar.part").write_bytes(data[:1000])
     data_fetch.fetch("tiny-msd", dest=tmp_path / "data", timeout=5, progress=False, registry=registry)
     assert server.requests_for("Task99_Tiny.tar") == [("Task99_Tiny.tar", "bytes=1000-")]
+
+
+def test_complete_part_file_gets_416_and_is_verified(server, tmp_path):
+    data = make_msd_tar(tmp_path)
+    registry = msd_entry(server, data)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "Task99_Tiny.tar.part").write_bytes(data)     # crashed just before the rename
+    root = data_fetch.fetch("tiny-msd", dest=tmp_path, timeout=5, progress=False, registry=registry)
+    assert server.requests_for("Task99_Tiny.tar") == [("Task99_Tiny.tar", f"bytes={len(data)}-")]
+    assert (root / "dataset.json").is_file()
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    data = make_msd_tar(tmp_path)
+    registry = msd_entry(server, data)
+    server.ignore_range.add("Task99_Tiny.tar")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "Task99_Tiny.tar.part").write_bytes(b"stale bytes that must be overwritten")
+    root = data_fetch.fetch("tiny-msd", dest=tmp_path, timeout=5, progress=False, registry=registry)
+    assert (root / "imagesTr" / "BRATS_001.nii.gz").is_file()   # md5 matched: no stale prefix
 
 
 def test_corrupted_download_is_refused_and_leaves_nothing(server, tmp_path):
@@ -330,6 +356,22 @@ def test_full_disk_is_detected_before_downloading(server, tmp_path, monkeypatch)
                        match=rf"free disk space in {re.escape(str(dest))}.*\({2 * len(data)} bytes\)"):
         data_fetch.fetch("tiny-msd", dest=dest, timeout=5, progress=False, registry=registry)
     assert server.requests == []
+
+
+def test_disk_full_while_writing_names_folder_and_bytes(server, tmp_path, monkeypatch):
+    data = make_msd_tar(tmp_path)
+    registry = msd_entry(server, data)
+
+    class FullDiskFile(io.BytesIO):
+        def write(self, chunk):
+            raise OSError(28, "No space left on device")   # errno.ENOSPC
+
+    monkeypatch.setattr(download_module, "open", lambda path, mode: FullDiskFile(), raising=False)
+    dest = tmp_path / "data"
+    with pytest.raises(data_fetch.NotEnoughSpaceError,
+                       match=rf"{re.escape(str(dest / 'downloads'))} is full.*\({len(data)} bytes\)"):
+        data_fetch.fetch("tiny-msd", dest=dest, timeout=5, progress=False, registry=registry)
+    assert not (dest / "Task99_Tiny").exists()
 
 
 def test_isic_zips_become_images_masks_metadata(server, tmp_path):
