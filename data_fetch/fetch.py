@@ -40,6 +40,8 @@ def default_dest() -> Path:
     """The default destination: ``<MEDSEG_DATA or ~/.cache/medseg-edu>/datasets``.
 
     Shape: () -> folder (created if needed).
+
+    Taught in week 1 (fetching real data).
     """
     return cache_dir("datasets")
 
@@ -48,6 +50,8 @@ def read_lock(root: "str | os.PathLike[str]") -> Dict[str, dict]:
     """Read ``<root>/data_fetch.lock.json``: {url: {"filename", "sha256", "recorded_utc"}}.
 
     Shape: folder -> dict (empty when there is no lock file yet).
+
+    Taught in week 1 (fetching real data).
     """
     path = Path(root) / LOCK_NAME
     if not path.is_file():

@@ -26,6 +26,8 @@ def find_msd_task(folder: "str | os.PathLike[str]") -> Path:
     """Find the one task folder (the folder holding ``dataset.json`` and ``imagesTr/``) in ``folder``.
 
     Shape: extracted folder -> task folder (``folder`` itself or one level below).
+
+    Taught in week 1 (fetching real data).
     """
     folder = Path(folder)
     candidates = [folder] if (folder / "dataset.json").is_file() else []
@@ -67,6 +69,8 @@ def prepare_msd(extracted: Sequence["str | os.PathLike[str]"], out_dir: "str | o
 
     Shape: ([extracted folder], new folder) -> out_dir with dataset.json, imagesTr/, labelsTr/,
     participants.tsv.
+
+    Taught in week 1 (fetching real data).
     """
     if len(extracted) != 1:
         raise ValueError(f"extracted must hold one folder for an MSD task, got {len(extracted)}")
