@@ -30,7 +30,7 @@ from matplotlib.patches import Patch
 
 from medseg_edu.data.io import BRAIN_CHANNELS, BRAIN_LABELS
 
-__all__ = ["LABEL_COLOURS", "overlay", "show_case", "draw_slice", "show_skin_montage",
+__all__ = ["LABEL_COLOURS", "max_tumour_slice", "overlay", "show_case", "draw_slice", "show_skin_montage",
            "compare_predictions"]
 
 #: RGB colour of each brain label value: 1 edema (green), 2 non-enhancing tumour (red),
@@ -114,12 +114,28 @@ def _check_axis(axis: int) -> None:
         raise ValueError(f"axis must be 0 (sagittal), 1 (coronal) or 2 (axial), got {axis}")
 
 
-def _max_tumour_slice(label: Optional[np.ndarray], axis: int, n_slices: int) -> int:
-    """Index of the slice with most label > 0 voxels along ``axis``; the middle slice if there is none."""
-    if label is None or not np.any(label):
-        return n_slices // 2
+def max_tumour_slice(label: np.ndarray, *, axis: int = 2) -> int:
+    """Index of the slice along ``axis`` with the most tumour (label > 0) voxels.
+
+    The middle slice when there is no tumour; the first one on ties.
+
+    Shape: label (X, Y, Z) -> int in [0, label.shape[axis]).
+    Taught in week 1.
+    """
+    _check_axis(axis)
+    if label is None:
+        raise ValueError("label is None: pass a label map (X, Y, Z) or choose the slice yourself")
+    label = np.asarray(label)
+    if label.ndim != 3:
+        raise ValueError(f"label must be a 3D label map (X, Y, Z), got shape {label.shape}")
+    if not np.any(label):
+        return label.shape[axis] // 2
     other = tuple(a for a in range(3) if a != axis)
     return int(np.argmax(np.count_nonzero(label, axis=other)))
+
+
+def _default_slice(label: Optional[np.ndarray], axis: int, n_slices: int) -> int:
+    return n_slices // 2 if label is None else max_tumour_slice(label, axis=axis)
 
 
 def _slice_spacing(case: Mapping[str, Any], axis: int) -> Optional[tuple[float, float]]:
@@ -188,7 +204,7 @@ def draw_slice(case: Mapping[str, Any], *, slice_index: Optional[int] = None, ch
         raise ValueError(f"channel must be in [0, {image.shape[0] - 1}], got {channel}")
     n_slices = image.shape[axis + 1]
     if slice_index is None:
-        slice_index = _max_tumour_slice(label, axis, n_slices)
+        slice_index = _default_slice(label, axis, n_slices)
     if not 0 <= slice_index < n_slices:
         raise ValueError(f"slice_index must be in [0, {n_slices - 1}] along axis {axis}, got {slice_index}")
     if ax is None:
@@ -225,7 +241,7 @@ def show_case(case: Mapping[str, Any], *, slice_index: Optional[int] = None, axi
         raise ValueError(f"channels must name each of the {image.shape[0]} image channels, got {tuple(channels)}")
     n_slices = image.shape[axis + 1]
     if slice_index is None:
-        slice_index = _max_tumour_slice(label, axis, n_slices)
+        slice_index = _default_slice(label, axis, n_slices)
     n_panels = image.shape[0] + (label is not None)
     fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.7), squeeze=False, layout="constrained")
     for c, name in enumerate(channels):

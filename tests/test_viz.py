@@ -174,3 +174,14 @@ def test_errors():
         viz.compare_predictions(np.zeros((4, 4)), np.zeros((4, 4)), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="cases must hold at least one case"):
         viz.show_skin_montage([])
+
+
+def test_max_tumour_slice_hand_worked():
+    label = brain_case()["label"]
+    assert viz.max_tumour_slice(label, axis=2) == 7
+    assert viz.max_tumour_slice(label, axis=0) == 9
+    # per y: y = 4..8 have 24 block voxels + 1 from the line = 25 each (a tie): the first wins
+    assert viz.max_tumour_slice(label, axis=1) == 4
+    assert viz.max_tumour_slice(np.zeros((4, 6, 8), dtype=np.uint8), axis=1) == 3
+    with pytest.raises(ValueError, match="label must be a 3D label map"):
+        viz.max_tumour_slice(np.zeros((4, 6), dtype=np.uint8))
