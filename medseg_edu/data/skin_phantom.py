@@ -1,0 +1,588 @@
+"""Synthetic dermoscopy photographs of skin lesions, written in the ISIC segmentation layout.
+
+A phantom image is built in layers, the way light reaches a dermoscope camera:
+
+1. **Skin**: a base colour per Fitzpatrick skin type (I very light ... VI deep brown), with
+   low-amplitude multi-scale texture, faint furrows, pores and patchy redness.
+2. **Lesion**: an irregular shape (a polar boundary with random harmonics, sometimes extra lobes,
+   plus fine border noise). Inside it, extra melanin darkens the skin following Beer-Lambert
+   absorption (blue and green absorbed more than red), with variegation: darker blotches, a
+   pigment-network-like mesh, reddish (vascular) and blue-grey zones. The image border of the
+   lesion is soft; the mask is crisp (the 50 % opacity contour).
+3. **Artefacts** (some cases): hair, air bubbles and specular highlights, a ruler.
+4. **Camera** (per site): white balance, brightness, vignetting, a circular dermoscope field of
+   view with dark corners, optical blur and sensor noise.
+
+Darker skin already holds more melanin, so the same lesion adds relatively less: the lesion is
+drawn with less *excess* pigment on types V-VI, and the camera's additive noise weighs more on a
+darker image. ``lesion_contrast`` measures the result, so week 6 can show that a model trained
+mostly on light skin meets harder cases on dark skin.
+
+Everything is deterministic: the same arguments give the same array and the same file bytes.
+For one seed, the lesion *shape* (and the label) does not depend on ``fitzpatrick`` or ``site``:
+the same lesion can be shown on every skin type.
+
+Taught in week 6 (and used as 2D data from week 2 on).
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from scipy import ndimage
+
+from medseg_edu.utils import progress
+
+__all__ = [
+    "FITZPATRICK_TYPES",
+    "SKIN_TONES",
+    "SITES",
+    "make_skin_case",
+    "write_skin_dataset",
+    "lesion_contrast",
+]
+
+FITZPATRICK_TYPES = (1, 2, 3, 4, 5, 6)
+
+# Base skin colour (RGB in [0, 1], as a dermoscope photographs it) per Fitzpatrick type.
+SKIN_TONES: dict[int, tuple[float, float, float]] = {
+    1: (0.95, 0.80, 0.76),   # I: very light, pinkish
+    2: (0.91, 0.73, 0.64),   # II: light
+    3: (0.84, 0.63, 0.50),   # III: intermediate
+    4: (0.70, 0.50, 0.36),   # IV: olive / light brown
+    5: (0.50, 0.33, 0.23),   # V: brown
+    6: (0.32, 0.21, 0.15),   # VI: deep brown
+}
+
+# Excess melanin of a lesion relative to its surrounding skin, per type (1.0 on type I).
+_LESION_STRENGTH = {1: 1.0, 2: 0.9, 3: 0.78, 4: 0.64, 5: 0.5, 6: 0.4}
+
+# Camera / clinic profiles. gains: white balance (R, G, B); vignetting: darkening at the corners;
+# fov_radius: radius of the circular dermoscope field of view as a fraction of the image size
+# (None: the lens fills the frame); noise: standard deviation of the additive sensor noise.
+SITES: dict[str, dict] = {
+    "A": {"gains": (1.00, 1.00, 1.00), "brightness": 1.00, "vignetting": 0.18, "fov_radius": None,
+          "noise": 0.010, "description": "reference clinic: neutral white balance, lens fills the frame"},
+    "B": {"gains": (1.06, 0.96, 0.84), "brightness": 0.95, "vignetting": 0.35, "fov_radius": 0.52,
+          "noise": 0.014, "description": "warm light, contact dermoscope with a circular field of view"},
+    "C": {"gains": (0.93, 1.00, 1.08), "brightness": 1.05, "vignetting": 0.08, "fov_radius": None,
+          "noise": 0.007, "description": "cool, bright, polarised light; little vignetting"},
+}
+
+_MELANIN_ABSORPTION = np.array([0.75, 1.15, 1.45], dtype=np.float32)   # R, G, B
+_HAEMOGLOBIN_ABSORPTION = np.array([0.05, 0.65, 0.45], dtype=np.float32)
+_FIELD_OF_VIEW_MM = 20.0    # width of the image in millimetres (for lesion_diameter_mm)
+
+
+# ----------------------------------------------------------------------------------------------
+# small building blocks
+# ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _bspline_taps(size: int, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices (size, 4) and cubic B-spline weights (size, 4) to resample a grid to size pixels."""
+    position = np.arange(size, dtype=np.float32) / cell + 1.5
+    index = np.floor(position).astype(int)[:, None] + np.arange(-1, 3)[None, :]
+    d = np.abs(position[:, None] - index)
+    weights = np.where(d < 1, 2 / 3 - d ** 2 + d ** 3 / 2, (2 - d) ** 3 / 6).astype(np.float32)
+    return index, weights
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
+    """Smooth random field (size, size), zero mean, unit std; features about ``cell`` pixels wide.
+
+    Random values on a coarse grid (one every ``cell`` pixels) are interpolated with a cubic
+    B-spline (each pixel mixes 4 x 4 grid values): smooth, without ringing, and fast.
+    """
+    cell = max(float(cell), 1.5)
+    n = int(np.ceil(size / cell)) + 4
+    grid = rng.standard_normal((n, n), dtype=np.float32)
+    index, weights = _bspline_taps(size, cell)
+    rows = np.einsum("ik,ikn->in", weights, grid[index])            # (size, n)
+    field = np.einsum("jk,ijk->ij", weights, rows[:, index])        # (size, size)
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _fractal_noise(rng: np.random.Generator, size: int, cells: Sequence[float],
+                   persistence: float = 0.6) -> np.ndarray:
+    """Sum of smooth fields at several scales (largest first), normalised to unit std."""
+    total = np.zeros((size, size), dtype=np.float32)
+    for octave, cell in enumerate(cells):
+        total += persistence ** octave * _smooth_noise(rng, size, cell)
+    return total / (total.std() + 1e-6)
+
+
+def _cell_edges(rng: np.random.Generator, size: int, cell: float, width: float) -> np.ndarray:
+    """Net of thin lines (size, size) in [0, 1] around random polygonal cells about ``cell`` px wide.
+
+    One random point per grid square; a pixel is on a line where its nearest and second-nearest
+    points are almost equally far (a Voronoi diagram). Used for the pigment network inside the
+    lesion and for the faint polygonal furrows of the skin surface.
+    """
+    cell = max(float(cell), 2.0)
+    n = int(np.ceil(size / cell)) + 2
+    points_y = (np.arange(n)[:, None] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
+    points_x = (np.arange(n)[None, :] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
+    pixel = np.arange(size, dtype=np.float32)
+    home = np.floor(pixel / cell).astype(int) + 1
+    distances = []
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            rows, cols = (home + di)[:, None], (home + dj)[None, :]
+            distances.append(np.hypot(points_y[rows, cols] - pixel[:, None],
+                                      points_x[rows, cols] - pixel[None, :]).astype(np.float32))
+    nearest_two = np.partition(np.stack(distances), 1, axis=0)[:2]
+    return np.exp(-((nearest_two[1] - nearest_two[0]) / width) ** 2)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _blend(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
+    """Paint ``colour`` (3,) or (3, H, W) over ``image`` (3, H, W) with opacity ``alpha`` (H, W)."""
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim == 1:
+        colour = colour[:, None, None]
+    return image * (1.0 - alpha) + colour * alpha
+
+
+# ----------------------------------------------------------------------------------------------
+# layers
+# ----------------------------------------------------------------------------------------------
+def _lesion_shape(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray):
+    """Normalised distance ``f`` (< 1 inside the lesion) and the lesion's base radius in pixels."""
+    radius = size * rng.uniform(0.13, 0.27)
+    centre = size / 2 + rng.uniform(-0.08, 0.08, size=2) * size
+
+    def blob(cy, cx, r, aspect, angle, wobble):
+        # rotated, stretched coordinates as one complex number z = u + i v = rho * exp(i theta)
+        rotation = complex(np.cos(angle), -np.sin(angle))
+        z = ((xx - float(cx)) + 1j * (yy - float(cy))).astype(np.complex64) * rotation
+        z = (z.real / aspect + 1j * z.imag * aspect).astype(np.complex64)
+        rho = np.abs(z)
+        unit = z / np.maximum(rho, 1e-6)           # exp(i theta)
+        # boundary(theta) = 1 + sum_k a_k cos(k theta + phi_k), random harmonics k = 2..10
+        boundary = np.ones_like(rho)
+        power = unit * unit
+        for k in range(2, 11):
+            amp = wobble * rng.standard_normal() / k ** 1.3
+            phase = rng.uniform(0, 2 * np.pi)
+            boundary += (amp * complex(np.cos(phase), np.sin(phase)) * power).real
+            power = power * unit
+        return rho / (float(r) * np.clip(boundary, 0.55, None))
+
+    f = blob(centre[0], centre[1], radius, rng.uniform(1.0, 1.35), rng.uniform(0, np.pi),
+             rng.uniform(0.08, 0.3))
+    for _ in range(rng.choice([0, 0, 1, 2])):   # extra lobes for some lesions
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = radius * rng.uniform(0.5, 0.85)
+        lobe = blob(centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle),
+                    radius * rng.uniform(0.35, 0.6), rng.uniform(1.0, 1.5), rng.uniform(0, np.pi), 0.15)
+        f = np.minimum(f, lobe)
+    # fine border irregularity, so the lesion is not exactly star-shaped
+    f = f + 0.07 * _smooth_noise(rng, size, size / 24) + 0.03 * _smooth_noise(rng, size, size / 70)
+    return f, radius
+
+
+def _skin_layer(rng, size, tone):
+    """Skin colour (3, H, W) with texture; returns (base colour field, multiplicative texture)."""
+    base = np.broadcast_to(np.asarray(tone, np.float32)[:, None, None], (3, size, size)).copy()
+    # patchy redness (blood in the dermis)
+    redness = 0.08 * np.clip(_smooth_noise(rng, size, size / 5), 0, None)
+    base *= np.exp(-redness[None] * _HAEMOGLOBIN_ABSORPTION[:, None, None])
+    # multi-scale luminance texture, furrows and pores
+    texture = 1.0 + 0.035 * _fractal_noise(rng, size, (size / 4, size / 14, size / 45))
+    texture += 0.015 * _smooth_noise(rng, size, 2.0)                   # fine grain
+    furrows = _cell_edges(rng, size, size / 12, size / 220)             # polygonal skin lines
+    texture *= 1.0 - rng.uniform(0.02, 0.05) * furrows
+    pores = np.zeros((size, size), np.float32)
+    count = int(size * size / 220 * rng.uniform(0.5, 1.5))
+    py, px = rng.integers(0, size, count), rng.integers(0, size, count)
+    pores[py, px] = rng.uniform(0.4, 1.0, count)
+    pores = ndimage.gaussian_filter(pores, 0.9)
+    texture *= 1.0 - 0.6 * pores
+    return base, texture
+
+
+def _lesion_pigment(rng, size, f, alpha, strength):
+    """Melanin density, haemoglobin density and blue-grey opacity maps (H, W) of the lesion."""
+    inner = np.clip(1.0 - f, 0.0, 1.0)         # 0 at the border, up to 1 at the centre
+    density = rng.uniform(0.8, 1.4) * (1.0 + 0.3 * _fractal_noise(rng, size, (size / 8, size / 20)))
+    # darker (or, sometimes, lighter) centre
+    density *= 1.0 + rng.uniform(-0.25, 0.6) * inner
+    # dark brown-black blotches
+    blotches = _smoothstep((_smooth_noise(rng, size, size / 12) - rng.uniform(0.5, 1.3)) / 1.2)
+    density += rng.uniform(0.4, 1.3) * blotches
+    # pigment-network-like mesh, strongest towards the periphery
+    mesh = _cell_edges(rng, size, size * rng.uniform(1 / 55, 1 / 35), size / 200)
+    mesh_patches = _smoothstep(0.7 * _smooth_noise(rng, size, size / 8) + 0.3)   # network fades in and out
+    density *= 1.0 + rng.uniform(0.15, 0.6) * (mesh - 0.3) * mesh_patches * (1.0 - 0.5 * inner)
+    density = np.clip(density, 0.05, None) * strength * alpha
+    # reddish (vascular) and blue-grey zones, in some lesions
+    haemoglobin = np.zeros_like(f)
+    if rng.random() < 0.45:
+        zone = _smoothstep(_smooth_noise(rng, size, size / 7) - 0.3)
+        haemoglobin = rng.uniform(0.3, 0.8) * zone * alpha
+        density *= 1.0 - 0.5 * zone
+    blue_grey = np.zeros_like(f)
+    if rng.random() < 0.35:
+        zone = _smoothstep((_smooth_noise(rng, size, size / 9) - 0.4) / 0.8)
+        blue_grey = rng.uniform(0.25, 0.6) * zone * alpha * (0.4 + 0.6 * inner)
+    return density, haemoglobin, blue_grey
+
+
+def _hair_alpha(rng, size):
+    """Opacity map (H, W) of a few dark, thin, curved hairs (quadratic Bezier curves)."""
+    hair = np.zeros((size, size), np.float32)
+    for _ in range(int(rng.integers(1, 18))):
+        p0 = rng.uniform(-0.1, 1.1, 2) * size
+        angle = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(0.3, 1.1) * size
+        p2 = p0 + length * np.array([np.sin(angle), np.cos(angle)])
+        normal = np.array([np.cos(angle), -np.sin(angle)])
+        p1 = (p0 + p2) / 2 + normal * np.clip(rng.normal(0, 0.07), -0.15, 0.15) * length
+        t = np.linspace(0, 1, int(2 * length))[:, None]
+        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+        width = rng.choice([1, 1, 2])
+        for offset in np.arange(width) - (width - 1) / 2:
+            yx = np.rint(pts + offset * normal).astype(int)
+            keep = np.all((yx >= 0) & (yx < size), axis=1)
+            hair[yx[keep, 0], yx[keep, 1]] = 1.0
+    return np.clip(ndimage.gaussian_filter(hair, 0.6) * 2.2, 0, 1) * rng.uniform(0.7, 0.95)
+
+
+def _bubbles(rng, size, yy, xx):
+    """Bright air bubbles / specular spots: (white opacity, dark-rim opacity) maps (H, W)."""
+    white = np.zeros((size, size), np.float32)
+    rim = np.zeros((size, size), np.float32)
+    for _ in range(int(rng.integers(1, 7))):
+        cy, cx = rng.uniform(0, size, 2)
+        r = size * rng.uniform(0.015, 0.07)
+        # work in a window around the bubble only
+        y0, y1 = max(int(cy - r - 4), 0), min(int(cy + r + 5), size)
+        x0, x1 = max(int(cx - r - 4), 0), min(int(cx + r + 5), size)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        win = (slice(y0, y1), slice(x0, x1))
+        rho = np.hypot(yy[win] - cy, xx[win] - cx)
+        rim[win] = np.maximum(rim[win], 0.35 * np.exp(-((rho - r) / 0.9) ** 2))
+        white[win] = np.maximum(white[win], 0.08 * (rho < r))
+        hy, hx = cy - 0.45 * r, cx - 0.35 * r       # highlight in the bubble's upper left
+        spot = 0.9 * np.exp(-(np.hypot(yy[win] - hy, xx[win] - hx) / (0.18 * r + 0.6)) ** 2)
+        white[win] = np.maximum(white[win], spot)
+    return white, rim
+
+
+def _ruler_alpha(rng, size, yy, xx, inner_radius: Optional[float]):
+    """Opacity map (H, W) of a millimetre ruler near one edge of the field of view."""
+    px_per_mm = size / _FIELD_OF_VIEW_MM
+    angle = rng.choice([0.0, np.pi / 2, np.pi, 3 * np.pi / 2]) + rng.normal(0, 0.08)
+    reach = (inner_radius if inner_radius is not None else 0.5) * size * 0.86
+    cy = size / 2 + reach * np.cos(angle)
+    cx = size / 2 + reach * np.sin(angle)
+    u = (xx - cx) * np.cos(angle) - (yy - cy) * np.sin(angle)     # along the ruler
+    v = (xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)     # towards the image edge
+    half = size * rng.uniform(0.15, 0.3)
+    on_ruler = np.abs(u) < half
+    baseline = (np.abs(v) < 0.8) & on_ruler
+    tick_phase = np.abs(((u / px_per_mm) + 0.5) % 1.0 - 0.5) * px_per_mm
+    major = np.abs(((u / px_per_mm / 5) + 0.5) % 1.0 - 0.5) * px_per_mm * 5 < 0.7
+    tick_len = np.where(major, 2.2 * px_per_mm, 1.1 * px_per_mm)
+    ticks = (tick_phase < 0.6) & (v > 0) & (v < tick_len) & on_ruler
+    return ndimage.gaussian_filter((baseline | ticks).astype(np.float32), 0.5) * 0.85
+
+
+def _camera(rng, image, site, yy, xx):
+    """Apply the site's white balance, vignetting, field of view, optical blur and sensor noise."""
+    size = image.shape[-1]
+    image = image * site["brightness"] * np.asarray(site["gains"], np.float32)[:, None, None]
+    cy, cx = size / 2 + rng.normal(0, 0.02, 2) * size
+    rho = np.hypot(yy - cy, xx - cx) / (size / 2)
+    image = image * (1.0 - site["vignetting"] * np.clip(rho / np.sqrt(2), 0, 1) ** 2)[None]
+    image = ndimage.gaussian_filter(image, (0, 0.6, 0.6))
+    if site["fov_radius"] is not None:
+        inside = _smoothstep((site["fov_radius"] * 2 - rho) / 0.04)
+        image = _blend(image, (0.015, 0.012, 0.012), 1.0 - inside)
+    image = image + site["noise"] * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_site(site) -> dict:
+    if site not in SITES:
+        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
+    return SITES[site]
+
+
+def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 256,
+                   site: str = "A") -> dict:
+    """Make one synthetic dermoscopy image of a skin lesion and its segmentation mask.
+
+    Args:
+        seed: any int >= 0; the same arguments always give the same image.
+        fitzpatrick: skin type 1 (I, very light) ... 6 (VI, deep brown); None draws one from ``seed``.
+            For one seed the lesion shape and the label do not depend on ``fitzpatrick`` or ``site``.
+        size: height and width in pixels (>= 32).
+        site: a key of ``SITES`` (camera white balance, vignetting, circular field of view, noise).
+
+    Returns:
+        dict with ``image`` float32 (3, H, W) in [0, 1], ``label`` uint8 (H, W) in {0, 1},
+        ``fitzpatrick`` (int), ``site`` (str), ``image_id`` (str), and ``artefacts``
+        (dict of bools: hair, bubbles, ruler).
+
+    Shape: image (3, size, size); label (size, size).
+
+    Example:
+        >>> case = make_skin_case(seed=0, fitzpatrick=2, size=128)
+        >>> case["image"].shape, case["label"].dtype
+        ((3, 128, 128), dtype('uint8'))
+
+    Taught in week 6 (used from week 2 on).
+    """
+    seed = _check_int("seed", seed, 0)
+    size = _check_int("size", size, 32)
+    site_profile = _check_site(site)
+    if fitzpatrick is not None:
+        if isinstance(fitzpatrick, bool) or not isinstance(fitzpatrick, (int, np.integer)):
+            raise TypeError(f"fitzpatrick must be an int in {FITZPATRICK_TYPES} or None, "
+                            f"got {type(fitzpatrick).__name__}")
+        if fitzpatrick not in FITZPATRICK_TYPES:
+            raise ValueError(f"fitzpatrick must be one of {FITZPATRICK_TYPES} or None, got {fitzpatrick}")
+
+    # Separate random streams, so that choosing a skin type or a site never changes the lesion.
+    streams = np.random.SeedSequence(seed).spawn(4)
+    rng_type, rng_shape, rng_look, rng_camera = (np.random.default_rng(s) for s in streams)
+    drawn_type = int(rng_type.choice(FITZPATRICK_TYPES))
+    skin_type = drawn_type if fitzpatrick is None else int(fitzpatrick)
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    f, _ = _lesion_shape(rng_shape, size, yy, xx)
+    label = f < 1.0
+    labelled, count = ndimage.label(label)
+    if count > 1:   # the annotation is one connected lesion: keep the largest piece
+        sizes = ndimage.sum_labels(label, labelled, index=np.arange(1, count + 1))
+        label = labelled == (1 + int(np.argmax(sizes)))
+    label = ndimage.binary_fill_holes(label)
+    border_width = rng_shape.uniform(0.06, 0.3)      # soft lesion border in the image
+    alpha = _smoothstep(0.5 + (1.0 - f) / border_width).astype(np.float32)
+
+    # skin, then lesion pigment (Beer-Lambert absorption), then texture on top of both
+    base, texture = _skin_layer(rng_look, size, SKIN_TONES[skin_type])
+    melanin, haemoglobin, blue_grey = _lesion_pigment(rng_look, size, f, alpha,
+                                                      _LESION_STRENGTH[skin_type])
+    image = base * np.exp(-melanin[None] * _MELANIN_ABSORPTION[:, None, None]
+                          - haemoglobin[None] * _HAEMOGLOBIN_ABSORPTION[:, None, None])
+    grey_level = 0.55 * float(np.mean(SKIN_TONES[skin_type])) + 0.1
+    image = _blend(image, np.array([0.80, 0.88, 1.0]) * grey_level, blue_grey)
+    image = image * texture[None]
+
+    artefacts = {"hair": bool(rng_look.random() < 0.4), "bubbles": bool(rng_look.random() < 0.2),
+                 "ruler": bool(rng_look.random() < 0.15)}
+    if artefacts["hair"]:
+        hair_colour = np.array([0.09, 0.06, 0.05]) if rng_look.random() < 0.7 else np.array([0.3, 0.2, 0.12])
+        image = _blend(image, hair_colour * (1.0 - 0.06 * skin_type), _hair_alpha(rng_look, size))
+    if artefacts["bubbles"]:
+        white, rim = _bubbles(rng_look, size, yy, xx)
+        image = _blend(_blend(image, (0.2, 0.18, 0.18), rim), (1.0, 1.0, 1.0), white)
+    if artefacts["ruler"]:
+        image = _blend(image, (0.05, 0.05, 0.06), _ruler_alpha(rng_look, size, yy, xx,
+                                                                site_profile["fov_radius"]))
+    image = _camera(rng_camera, image, site_profile, yy, xx)
+    return {"image": image, "label": label.astype(np.uint8), "fitzpatrick": skin_type, "site": site,
+            "image_id": f"ISIC_{seed:07d}", "artefacts": artefacts}
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    return 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+
+
+def lesion_contrast(image: np.ndarray, label: np.ndarray, *, gap_px: int = 3,
+                    ring_px: Optional[int] = None) -> float:
+    """How well a lesion stands out from the skin around it (a contrast-to-noise ratio).
+
+    Luminance is ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601). The *ring* is the skin outside
+    the mask at a distance of more than ``gap_px`` and at most ``gap_px + ring_px`` pixels (the gap
+    skips the soft lesion border; ``ring_px`` defaults to 6 % of the image side, at least 4). Then
+
+        contrast = (mean Y in ring - mean Y in lesion) / (std of Y in ring)
+
+    i.e. how many "skin-texture standard deviations" darker the lesion is: 0 means invisible,
+    larger means easier to see. Hair, bubbles and noise in the ring lower it, as they lower a
+    human's (or a network's) ability to see the border.
+
+    Args:
+        image: RGB image, float in [0, 1].
+        label: binary mask of the lesion (non-empty, not the whole image).
+
+    Shape: image (3, H, W); label (H, W).
+
+    Example:
+        >>> case = make_skin_case(seed=1, fitzpatrick=1, size=128)
+        >>> lesion_contrast(case["image"], case["label"]) > 0
+        True
+
+    Taught in week 6.
+    """
+    image = np.asarray(image)
+    label = np.asarray(label)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must have shape (3, H, W), got {image.shape}")
+    if label.shape != image.shape[1:]:
+        raise ValueError(f"label must have shape {image.shape[1:]} (image's H, W), got {label.shape}")
+    if not np.isin(label, (0, 1)).all():
+        raise ValueError(f"label must be binary (0/1), got values {np.unique(label)[:5].tolist()}")
+    mask = label.astype(bool)
+    if not mask.any() or mask.all():
+        raise ValueError("label must contain both lesion and skin pixels, got "
+                         f"{int(mask.sum())} lesion pixels out of {mask.size}")
+    if ring_px is None:
+        ring_px = max(4, round(0.06 * min(mask.shape)))
+    distance = ndimage.distance_transform_edt(~mask)
+    ring = (distance > gap_px) & (distance <= gap_px + ring_px)
+    if ring.sum() < 2:
+        raise ValueError("the ring of skin around the lesion is empty; is the lesion the whole image?")
+    lum = _luminance(image.astype(np.float64))
+    outside = lum[ring]
+    if outside.std() == 0:
+        raise ValueError("the skin ring around the lesion has constant luminance: contrast is undefined")
+    return float((outside.mean() - lum[mask].mean()) / outside.std())
+
+
+def _type_weights(fitzpatrick_weights) -> np.ndarray:
+    """Validate ``fitzpatrick_weights`` and return 6 probabilities for types I..VI."""
+    if fitzpatrick_weights is None:
+        return np.full(6, 1 / 6)
+    if isinstance(fitzpatrick_weights, Mapping):
+        unknown = set(fitzpatrick_weights) - set(FITZPATRICK_TYPES)
+        if unknown:
+            raise ValueError(f"fitzpatrick_weights keys must be skin types in {FITZPATRICK_TYPES}, "
+                             f"got {sorted(unknown, key=str)}")
+        weights = [fitzpatrick_weights.get(t, 0.0) for t in FITZPATRICK_TYPES]
+    else:
+        weights = list(fitzpatrick_weights)
+        if len(weights) != 6:
+            raise ValueError(f"fitzpatrick_weights must have 6 values (types I..VI), got {len(weights)}")
+    weights = np.asarray(weights, dtype=float)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"fitzpatrick_weights must be finite, >= 0 and not all 0, got {weights.tolist()}")
+    return weights / weights.sum()
+
+
+def _allocate(total: int, probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Skin type of each of ``total`` patients: exact proportions (largest remainder), shuffled."""
+    exact = probabilities * total
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    types = np.repeat(np.array(FITZPATRICK_TYPES), counts)
+    return rng.permutation(types)
+
+
+def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, seed: int,
+                       fitzpatrick_weights: Union[Sequence[float], Mapping[int, float], None] = None,
+                       size: int = 256, site: str = "A", patients: Optional[int] = None) -> Path:
+    """Write a synthetic skin-lesion data set in the ISIC 2018 segmentation layout.
+
+    Files::
+
+        out_dir/images/ISIC_0000000.jpg                 RGB, JPEG quality 90
+        out_dir/masks/ISIC_0000000_segmentation.png     8-bit, one channel, 0 (skin) / 255 (lesion)
+        out_dir/metadata.csv                            one row per image
+
+    metadata.csv columns: image_id, patient_id, site, fitzpatrick (1..6), age, sex,
+    lesion_area_fraction, lesion_diameter_mm (diameter of the circle with the lesion's area, for a
+    field of view 20 mm wide), hair, bubbles, ruler (artefacts present, True/False).
+
+    Args:
+        out_dir: folder to create; it must not exist yet or be empty. Everything is written to a
+            temporary folder next to it and renamed at the end, so a failure leaves nothing behind.
+        images: number of images (>= 1).
+        seed: the same arguments give the same bytes in every file.
+        fitzpatrick_weights: relative frequency of skin types I..VI: 6 numbers, or a dict
+            {type: weight} (missing types get 0). None: all types equally often. Patients get their
+            type in exact proportions (largest remainder), e.g. ``(3, 3, 2, 1, 0.5, 0.5)`` for a
+            training set that under-represents dark skin (week 6).
+        size: image height and width in pixels (>= 32).
+        site: a key of ``SITES``; the whole data set comes from that site's camera.
+        patients: number of distinct patients (1..images); each patient has one skin type, age and
+            sex, and one or more images of different lesions. None: one image per patient.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Shape: each image (H, W, 3) uint8 on disk; each mask (H, W) uint8 on disk, H = W = size.
+
+    Example:
+        >>> root = write_skin_dataset("/tmp/skin", images=8, seed=0, patients=4)   # doctest: +SKIP
+
+    Taught in week 5 (layout) and week 6 (skin-type weights).
+    """
+    from medseg_edu.data.io import save_skin_case
+
+    images = _check_int("images", images, 1)
+    seed = _check_int("seed", seed, 0)
+    size = _check_int("size", size, 32)
+    _check_site(site)
+    probabilities = _type_weights(fitzpatrick_weights)
+    if patients is None:
+        patients = images
+    patients = _check_int("patients", patients, 1)
+    if patients > images:
+        raise ValueError(f"patients must be <= images ({images}), got {patients}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"out_dir must not exist or be an empty folder, got {out_dir} (not empty)")
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    patient_types = _allocate(patients, probabilities, rng)
+    patient_ages = np.clip(np.rint(rng.normal(52, 16, patients)), 18, 90).astype(int)
+    patient_sexes = rng.choice(["female", "male"], patients)
+    # every patient gets at least one image; the remaining images go to random patients
+    owner = np.concatenate([np.arange(patients), rng.integers(0, patients, images - patients)])
+    owner = rng.permutation(owner)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    try:
+        rows = []
+        for index in progress(range(images), desc="skin phantom", total=images):
+            patient = int(owner[index])
+            image_seed = int(np.random.SeedSequence([seed, 1, index]).generate_state(1)[0])
+            case = make_skin_case(seed=image_seed, fitzpatrick=int(patient_types[patient]),
+                                  size=size, site=site)
+            image_id = f"ISIC_{index:07d}"
+            save_skin_case(tmp_dir, image_id, case["image"], case["label"], quality=90)
+            area = float(case["label"].mean())
+            diameter_mm = 2 * np.sqrt(case["label"].sum() / np.pi) * _FIELD_OF_VIEW_MM / size
+            rows.append([image_id, f"P{patient:05d}", site, case["fitzpatrick"],
+                         int(patient_ages[patient]), str(patient_sexes[patient]), f"{area:.4f}",
+                         f"{diameter_mm:.2f}", case["artefacts"]["hair"], case["artefacts"]["bubbles"],
+                         case["artefacts"]["ruler"]])
+        with open(tmp_dir / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["image_id", "patient_id", "site", "fitzpatrick", "age", "sex",
+                             "lesion_area_fraction", "lesion_diameter_mm", "hair", "bubbles", "ruler"])
+            writer.writerows(rows)
+        if out_dir.exists():
+            out_dir.rmdir()          # empty (checked above)
+        os.chmod(tmp_dir, 0o755)   # mkdtemp made it private
+        os.replace(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
