@@ -304,7 +304,7 @@ def zscore_normalise(image: np.ndarray, *, mask: Optional[np.ndarray] = None) ->
 
 
 def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
-    """Clip each channel to its ``lower`` and ``upper`` percentiles (removes bright outliers).
+    """Clip each channel to its ``lower`` and ``upper`` percentiles over all its voxels (tames outliers).
 
     Shape: image (C, *spatial) -> (C, *spatial) float32.
     Taught in week 2.
@@ -410,14 +410,15 @@ def brain_augmentation(spatial_dims: int) -> PairTransform:
     """The course's augmentation for brain MRI (2D slices or 3D volumes/patches), applied after z-scoring.
 
     Flip left-right (axis 0 of a RAS volume), 90-degree rotations in the axial plane, small affine,
-    mild elastic, then gamma, bias field and noise.
+    mild elastic, then gamma, bias field and noise. The pipeline refuses a case whose number of
+    spatial dimensions is not ``spatial_dims`` (a 2D slice given to a 3D pipeline, or the reverse).
 
     Shape: image (C, *spatial), label (*spatial) -> same (the axial plane may swap axes).
     Taught in week 2.
     """
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    return compose(
+    steps = compose(
         functools.partial(random_flip, p=0.5, axes=(0,)),
         functools.partial(random_rot90, p=0.25, plane=(0, 1)),
         functools.partial(random_affine, p=0.3, max_rotation_deg=10.0, max_scale=0.1),
@@ -426,6 +427,14 @@ def brain_augmentation(spatial_dims: int) -> PairTransform:
         functools.partial(random_bias_field, p=0.3),
         functools.partial(random_noise, p=0.3, max_relative_std=0.05),
     )
+
+    def pipeline(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
+        if np.ndim(label) != spatial_dims:
+            raise ValueError(f"this pipeline was built for spatial_dims={spatial_dims}, got a label of shape "
+                             f"{np.shape(label)} ({np.ndim(label)} spatial dimensions)")
+        return steps(image, label, rng)
+
+    return pipeline
 
 
 def skin_augmentation() -> PairTransform:

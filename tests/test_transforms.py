@@ -292,3 +292,9 @@ def test_other_bad_arguments_raise():
         T.percentile_clip(image, lower=50, upper=10)
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
         T.brain_augmentation(4)
+
+
+def test_brain_preset_refuses_wrong_spatial_dims():
+    image, label = blob_case((24, 20))
+    with pytest.raises(ValueError, match=r"built for spatial_dims=3, got a label of shape \(24, 20\)"):
+        T.brain_augmentation(3)(image, label, np.random.default_rng(0))
