@@ -225,7 +225,7 @@ def volume_error(pred: Any, target: Any, *, spacing_mm: Sequence[float]) -> dict
 # ----------------------------------------------------------------------------- evaluation
 METRIC_COLUMNS = ["dice", "iou", "sensitivity", "specificity", "precision", "hd95", "assd", "nsd",
                   "volume_pred_ml", "volume_true_ml", "volume_error_ml"]
-_EVALUATE_POLICIES = ("nan", "brats", "raise")
+_EVALUATE_POLICIES = ("inf", "nan", "brats", "raise")
 
 
 def _region_masks(pred: Any, target: Any, regions: Union[str, Sequence[int]]) -> list[tuple[str, Any, Any]]:
@@ -256,18 +256,20 @@ def _empty_kind(pred: np.ndarray, target: np.ndarray) -> str:
 
 def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
              regions: Union[str, Sequence[int]] = "brats", case_ids: Sequence[str] | None = None,
-             tolerance_mm: float = 1.0, empty: str = "nan") -> tuple[pd.DataFrame, pd.DataFrame]:
+             tolerance_mm: float = 1.0, empty: str = "inf") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score many cases: a tidy table (one row per case and region) and a summary per region.
 
     ``regions``: "brats" (label maps -> WT, TC, ET), "binary" (binary masks -> "foreground") or a list
     of label ids (label map -> one region "label_k" per id). ``spacing_mm``: one tuple for all cases
     or one tuple per case. ``empty``:
 
-    - "nan" (default): undefined scores are NaN; when both masks are empty the distances and NSD are
-      NaN, when only one is empty the distances are inf and NSD 0 (as MONAI).
+    - "inf" (default): undefined scores are NaN (Dice when both masks are empty, sensitivity when the
+      target is empty, ...); distances are NaN when both masks are empty and inf when one is; NSD is
+      NaN when both are empty and 0 when one is.
+    - "nan": as "inf", but distances are NaN whenever a mask is empty.
     - "brats": both empty -> Dice, IoU and NSD 1, distances 0; one empty -> distances = image
       diagonal; sensitivity/specificity/precision stay NaN when undefined.
-    - "raise": ValueError when a target region is empty.
+    - "raise": ValueError when a target region is empty (otherwise as "inf").
 
     Table columns: case_id, region, empty ("none", "pred", "target" or "both"), dice, iou,
     sensitivity, specificity, precision, hd95, assd, nsd (at ``tolerance_mm``), volume_pred_ml,
@@ -291,7 +293,7 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     if len(case_ids) != n_cases:
         raise ValueError(f"case_ids must have one id per case ({n_cases}), got {len(case_ids)}")
     spacings = _spacing_per_case(spacing_mm, n_cases)
-    score_policy = {"nan": "nan", "brats": "one", "raise": "nan"}[empty]
+    score_policy = "one" if empty == "brats" else "nan"
     rows = []
     for i in progress(range(n_cases), desc="evaluate", total=n_cases):
         for region, pred, target in _region_masks(preds[i], targets[i], regions):
@@ -299,14 +301,14 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
             kind = _empty_kind(pred, target)
             if empty == "raise" and kind in ("target", "both"):
                 raise ValueError(f"case {case_ids[i]!r}: the target of region {region!r} is empty "
-                                 "(empty='raise'); use empty='nan' or 'brats' to score it")
+                                 "(empty='raise'); use empty='inf', 'nan' or 'brats' to score it")
             counts = confusion_counts(pred, target)
             overlap = _scores_from_counts(*counts, "nan")
             if kind == "both":
                 both = _scores_from_counts(*counts, score_policy)
                 overlap.update(dice=both["dice"], iou=both["iou"])
             surface = surface_metrics(pred, target, spacing_mm=spacings[i], tolerance_mm=tolerance_mm,
-                                      empty="nan" if empty == "raise" else empty)
+                                      empty="inf" if empty == "raise" else empty)
             v_pred = volume_ml(pred, spacing_mm=spacings[i])
             v_true = volume_ml(target, spacing_mm=spacings[i])
             rows.append({"case_id": case_ids[i], "region": region, "empty": kind, **overlap,

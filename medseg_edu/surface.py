@@ -23,7 +23,10 @@ with ``symmetric=True`` and ``compute_surface_dice``, checked against them in th
 
 Empty masks (``empty=`` policy of the distance functions):
 
-- ``"nan"`` (default, MONAI's values): both empty -> NaN (undefined); exactly one empty -> ``inf``.
+- ``"inf"`` (default): both empty -> NaN (undefined); exactly one empty -> ``inf``. These are MONAI's
+  values for Hausdorff and ASSD; MONAI 1.x returns NaN for HD95 when one mask is empty (its percentile
+  of all-``inf`` distances is NaN), we return ``inf`` for all three so they agree with each other.
+- ``"nan"``: NaN whenever a mask is empty (aggregation then skips and counts these cases).
 - ``"brats"`` (BraTS challenge convention): both empty -> 0.0 mm; one empty -> the image diagonal in
   mm (373.13 mm for 240 x 240 x 155 voxels of 1 mm).
 - ``"raise"``: ValueError.
@@ -47,7 +50,7 @@ from scipy.spatial import KDTree
 __all__ = ["surface_voxels", "surface_distances", "hd95_distance", "hausdorff_distance",
            "assd_distance", "surface_dice_score", "surface_metrics"]
 
-DISTANCE_EMPTY_POLICIES = ("nan", "brats", "raise")
+DISTANCE_EMPTY_POLICIES = ("inf", "nan", "brats", "raise")
 SCORE_EMPTY_POLICIES = ("nan", "one", "zero", "raise")
 
 
@@ -201,7 +204,9 @@ def _empty_distance(n_pred: int, n_target: int, empty: str, shape: tuple[int, ..
     if empty == "raise":
         which = "pred and target are" if both else ("pred is" if not n_pred else "target is")
         raise ValueError(f"{which} empty, so the surface distance is undefined (empty='raise'); "
-                         "use empty='nan' or empty='brats' to give it a value")
+                         "use empty='inf', 'nan' or 'brats' to give it a value")
+    if empty == "nan":
+        return math.nan
     if empty == "brats":
         return 0.0 if both else float(np.sqrt(np.sum((np.asarray(shape) * spacing) ** 2)))
     return math.nan if both else math.inf
@@ -237,7 +242,7 @@ def _prepare(pred: Any, target: Any, spacing_mm: Sequence[float], empty: str,
 
 
 def hd95_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], pooled: bool = False,
-                  empty: str = "nan") -> float:
+                  empty: str = "inf") -> float:
     """95th-percentile Hausdorff distance in mm.
 
     Default: max of the two directed 95th percentiles (MONAI's definition). ``pooled=True``: the 95th
@@ -251,7 +256,7 @@ def hd95_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], pooled
     return _hd95(d_pt, d_tp, pooled) if value is None else value
 
 
-def hausdorff_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], empty: str = "nan") -> float:
+def hausdorff_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], empty: str = "inf") -> float:
     """Hausdorff distance in mm: the largest surface distance in either direction.
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> float.
@@ -262,7 +267,7 @@ def hausdorff_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], e
     return float(max(d_pt.max(), d_tp.max())) if value is None else value
 
 
-def assd_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], empty: str = "nan") -> float:
+def assd_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], empty: str = "inf") -> float:
     """Average symmetric surface distance in mm: mean of both directed distance sets together.
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> float.
@@ -293,12 +298,12 @@ def _check_tolerance(tolerance_mm: Any) -> None:
 
 
 def surface_metrics(pred: Any, target: Any, *, spacing_mm: Sequence[float], tolerance_mm: float = 1.0,
-                    empty: str = "nan") -> dict[str, float]:
+                    empty: str = "inf") -> dict[str, float]:
     """All surface metrics from one pass: keys hd95, hd95_pooled, hausdorff, assd, nsd.
 
-    ``empty``: "nan" (default; distances NaN when both are empty and inf when one is, NSD NaN when both
-    are empty), "brats" (both empty: distances 0 and NSD 1; one empty: distances = image diagonal) or
-    "raise".
+    ``empty``: "inf" (default; distances NaN when both are empty and inf when one is), "nan" (distances
+    NaN when any mask is empty), "brats" (both empty: distances 0 and NSD 1; one empty: distances = image
+    diagonal) or "raise". NSD is 0 when exactly one mask is empty and NaN when both are (1 for "brats").
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> dict of floats.
     Taught in week 4.
