@@ -165,3 +165,11 @@ def test_dropout_is_stochastic_in_train_only():
     net.train()
     assert not torch.allclose(net(x), net(x))
 
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_instance_norm_matches_torch_instance_norm(spatial_dims):
+    from medseg_edu.models.unet import norm_layer
+    x = torch.randn(2, 3, *([6] * spatial_dims))
+    ref = {2: torch.nn.InstanceNorm2d, 3: torch.nn.InstanceNorm3d}[spatial_dims](3, affine=True)
+    torch.testing.assert_close(norm_layer("instance", spatial_dims, 3)(x), ref(x), atol=1e-5, rtol=1e-5)

@@ -45,10 +45,14 @@ def conv_layer(spatial_dims: int) -> type:
 
 
 def norm_layer(norm: str, spatial_dims: int, channels: int) -> nn.Module:
-    """An instance norm (with learned scale/shift) or a batch norm for ``channels`` channels."""
+    """An instance norm (with learned scale/shift) or a batch norm for ``channels`` channels.
+
+    Instance norm normalises every channel of every image over its spatial axes. That is exactly
+    group norm with one channel per group, ``nn.GroupNorm(channels, channels)``, which we use
+    because its CPU kernel is faster than ``nn.InstanceNorm2d`` (same result to float precision).
+    """
     if norm == "instance":
-        cls = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[spatial_dims]
-        return cls(channels, affine=True)
+        return nn.GroupNorm(num_groups=channels, num_channels=channels)
     cls = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
     return cls(channels)
 
