@@ -129,16 +129,19 @@ def _cell_edges(rng: np.random.Generator, size: int, cell: float, width: float) 
     n = int(np.ceil(size / cell)) + 2
     points_y = (np.arange(n)[:, None] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
     points_x = (np.arange(n)[None, :] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
+    points_y, points_x = points_y.astype(np.float32), points_x.astype(np.float32)
     pixel = np.arange(size, dtype=np.float32)
     home = np.floor(pixel / cell).astype(int) + 1
-    distances = []
+    first = np.full((size, size), np.inf, np.float32)     # squared distance to the nearest point
+    second = np.full((size, size), np.inf, np.float32)    # ... and to the second nearest
     for di in (-1, 0, 1):
+        rows_y, rows_x = points_y[home + di], points_x[home + di]      # (size, n) each
         for dj in (-1, 0, 1):
-            rows, cols = (home + di)[:, None], (home + dj)[None, :]
-            distances.append(np.hypot(points_y[rows, cols] - pixel[:, None],
-                                      points_x[rows, cols] - pixel[None, :]).astype(np.float32))
-    nearest_two = np.partition(np.stack(distances), 1, axis=0)[:2]
-    return np.exp(-((nearest_two[1] - nearest_two[0]) / width) ** 2)
+            cols = home + dj
+            d2 = (rows_y[:, cols] - pixel[:, None]) ** 2 + (rows_x[:, cols] - pixel[None, :]) ** 2
+            second = np.minimum(second, np.maximum(first, d2))
+            first = np.minimum(first, d2)
+    return np.exp(-((np.sqrt(second) - np.sqrt(first)) / width) ** 2)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -215,7 +218,7 @@ def _skin_layer(rng, size, tone):
 def _lesion_pigment(rng, size, f, alpha, strength):
     """Melanin density, haemoglobin density and blue-grey opacity maps (H, W) of the lesion."""
     inner = np.clip(1.0 - f, 0.0, 1.0)         # 0 at the border, up to 1 at the centre
-    density = rng.uniform(0.8, 1.4) * (1.0 + 0.3 * _fractal_noise(rng, size, (size / 8, size / 20)))
+    density = rng.uniform(0.5, 1.4) * (1.0 + 0.3 * _fractal_noise(rng, size, (size / 8, size / 20)))
     # darker (or, sometimes, lighter) centre
     density *= 1.0 + rng.uniform(-0.25, 0.6) * inner
     # dark brown-black blotches
@@ -225,30 +228,39 @@ def _lesion_pigment(rng, size, f, alpha, strength):
     mesh = _cell_edges(rng, size, size * rng.uniform(1 / 55, 1 / 35), size / 200)
     mesh_patches = _smoothstep(0.7 * _smooth_noise(rng, size, size / 8) + 0.3)   # network fades in and out
     density *= 1.0 + rng.uniform(0.15, 0.6) * (mesh - 0.3) * mesh_patches * (1.0 - 0.5 * inner)
+    # brown dots and globules, in some lesions
+    if rng.random() < 0.5:
+        dots = np.zeros_like(f)
+        count = int(rng.uniform(0.002, 0.01) * size * size)
+        dy, dx = rng.integers(0, size, count), rng.integers(0, size, count)
+        dots[dy, dx] = rng.uniform(0.5, 1.0, count)
+        sigma = size * rng.uniform(1 / 180, 1 / 90)
+        dots = ndimage.gaussian_filter(dots, sigma) * (2 * np.pi * sigma ** 2)   # peak about 1
+        density += rng.uniform(0.5, 1.2) * dots * _smoothstep(_smooth_noise(rng, size, size / 6) + 0.3)
     density = np.clip(density, 0.05, None) * strength * alpha
     # reddish (vascular) and blue-grey zones, in some lesions
     haemoglobin = np.zeros_like(f)
-    if rng.random() < 0.45:
+    if rng.random() < 0.4:
         zone = _smoothstep(_smooth_noise(rng, size, size / 7) - 0.3)
-        haemoglobin = rng.uniform(0.3, 0.8) * zone * alpha
-        density *= 1.0 - 0.5 * zone
+        haemoglobin = rng.uniform(0.15, 0.45) * strength * zone * alpha
+        density *= 1.0 - 0.3 * zone
     blue_grey = np.zeros_like(f)
     if rng.random() < 0.35:
         zone = _smoothstep((_smooth_noise(rng, size, size / 9) - 0.4) / 0.8)
-        blue_grey = rng.uniform(0.25, 0.6) * zone * alpha * (0.4 + 0.6 * inner)
+        blue_grey = rng.uniform(0.15, 0.4) * zone * alpha * (0.4 + 0.6 * inner)
     return density, haemoglobin, blue_grey
 
 
 def _hair_alpha(rng, size):
     """Opacity map (H, W) of a few dark, thin, curved hairs (quadratic Bezier curves)."""
     hair = np.zeros((size, size), np.float32)
-    for _ in range(int(rng.integers(1, 18))):
+    for _ in range(int(rng.integers(1, 13))):
         p0 = rng.uniform(-0.1, 1.1, 2) * size
         angle = rng.uniform(0, 2 * np.pi)
         length = rng.uniform(0.3, 1.1) * size
         p2 = p0 + length * np.array([np.sin(angle), np.cos(angle)])
         normal = np.array([np.cos(angle), -np.sin(angle)])
-        p1 = (p0 + p2) / 2 + normal * np.clip(rng.normal(0, 0.07), -0.15, 0.15) * length
+        p1 = (p0 + p2) / 2 + normal * np.clip(rng.normal(0, 0.12), -0.25, 0.25) * length
         t = np.linspace(0, 1, int(2 * length))[:, None]
         pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
         width = rng.choice([1, 1, 2])
@@ -388,7 +400,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
     image = base * np.exp(-melanin[None] * _MELANIN_ABSORPTION[:, None, None]
                           - haemoglobin[None] * _HAEMOGLOBIN_ABSORPTION[:, None, None])
     grey_level = 0.55 * float(np.mean(SKIN_TONES[skin_type])) + 0.1
-    image = _blend(image, np.array([0.80, 0.88, 1.0]) * grey_level, blue_grey)
+    image = _blend(image, np.array([0.86, 0.92, 1.0]) * grey_level, blue_grey)
     image = image * texture[None]
 
     artefacts = {"hair": bool(rng_look.random() < 0.4), "bubbles": bool(rng_look.random() < 0.2),
