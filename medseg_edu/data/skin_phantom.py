@@ -161,7 +161,7 @@ def _blend(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
 # layers
 # ----------------------------------------------------------------------------------------------
 def _lesion_shape(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray):
-    """Normalised distance ``f`` (< 1 inside the lesion) and the lesion's base radius in pixels."""
+    """Normalised distance ``f`` (H, W): below 1 inside the lesion, 1 on its border."""
     radius = size * rng.uniform(0.13, 0.27)
     centre = size / 2 + rng.uniform(-0.08, 0.08, size=2) * size
 
@@ -192,7 +192,7 @@ def _lesion_shape(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.nd
         f = np.minimum(f, lobe)
     # fine border irregularity, so the lesion is not exactly star-shaped
     f = f + 0.07 * _smooth_noise(rng, size, size / 24) + 0.03 * _smooth_noise(rng, size, size / 70)
-    return f, radius
+    return f
 
 
 def _skin_layer(rng, size, tone):
@@ -383,7 +383,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
     skin_type = drawn_type if fitzpatrick is None else int(fitzpatrick)
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    f, _ = _lesion_shape(rng_shape, size, yy, xx)
+    f = _lesion_shape(rng_shape, size, yy, xx)
     label = f < 1.0
     labelled, count = ndimage.label(label)
     if count > 1:   # the annotation is one connected lesion: keep the largest piece
