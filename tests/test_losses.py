@@ -13,6 +13,15 @@ from medseg_edu.losses import (
 monai_losses = pytest.importorskip("monai.losses")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: thread start-up dominates, and on a busy 2-core machine it costs 10-50x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- hand-worked soft Dice (week 4)
 
 def _worked_example():
