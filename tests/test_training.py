@@ -271,3 +271,14 @@ def test_amp_loss_close_to_fp32():
     with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
         low = ce_loss(net(x).float(), label)
     assert abs(float(fp32) - float(low)) < 0.05
+
+
+def test_foreground_dice_agrees_with_metrics_dice_score():
+    metrics = pytest.importorskip("medseg_edu.metrics")
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 6, 6, generator=g)
+    label = torch.randint(0, 3, (2, 1, 6, 6), generator=g)
+    pred = logits.argmax(1)
+    expected = [np.nanmean([metrics.dice_score((pred[i] == k).numpy(), (label[i, 0] == k).numpy())
+                            for k in (1, 2)]) for i in range(2)]
+    np.testing.assert_allclose(foreground_dice_score(logits, label).numpy(), expected, atol=1e-12)
