@@ -278,3 +278,17 @@ def test_bad_decision_curve_input():
         decision_curve([0.3, 0.1], [1, 0, 1])
     with pytest.raises(ValueError, match=r"each threshold must be in \(0, 1\)"):
         decision_curve([0.3, 0.1], [1, 0], thresholds=[0.0, 0.5])
+
+
+def test_subgroup_table_resamples_patients():
+    # 10 patients per skin type, 5 identical images each: per-image CIs are too narrow (~ sqrt 5)
+    rng = np.random.default_rng(8)
+    patient_dice = rng.normal(0.8, 0.1, size=20)
+    df = pd.DataFrame({"fitzpatrick": np.repeat([2, 5], 50),
+                       "patient_id": np.repeat(np.arange(20), 5),
+                       "dice": np.repeat(patient_dice, 5)})
+    naive = subgroup_table(df, n_resamples=2000)
+    by_patient = subgroup_table(df, n_resamples=2000, groups="patient_id")
+    assert by_patient["n"].tolist() == [50, 50]
+    ratio = (by_patient["ci_high"] - by_patient["ci_low"]) / (naive["ci_high"] - naive["ci_low"])
+    assert (ratio > 1.7).all() and (ratio < 3.0).all()

@@ -296,3 +296,18 @@ def test_bad_alpha_and_class_weights():
         dice_ce_loss(x, y, class_weights=[1.0, 2.0])
     with pytest.raises(TypeError, match="pred must be a floating-point"):
         soft_dice_loss(y, y)
+
+
+def test_activation_none_matches_logit_forms():
+    logits, labels = _random_case(18)
+    probs = torch.softmax(logits, dim=1)
+    assert torch.allclose(focal_loss(probs, labels, activation="none"), focal_loss(logits, labels))
+    assert torch.allclose(soft_dice_loss(probs, labels, activation="none"),
+                          soft_dice_loss(logits, labels))
+    binary = (labels > 0).long()
+    one = logits[:, :1]
+    assert torch.allclose(focal_loss(torch.sigmoid(one), binary, activation="none", alpha=0.3),
+                          focal_loss(one, binary, activation="sigmoid", alpha=0.3))
+    # sigmoid: every channel is foreground, so include_background changes nothing
+    assert torch.equal(soft_dice_loss(one, binary, activation="sigmoid", include_background=False),
+                       soft_dice_loss(one, binary, activation="sigmoid", include_background=True))
