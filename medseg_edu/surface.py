@@ -42,6 +42,7 @@ The input checks shared with :mod:`medseg_edu.metrics` live here because metrics
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,7 +60,8 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
     """Return ``x`` as a numpy array (torch tensors are detached and moved to the CPU)."""
     if isinstance(x, np.ndarray):
         return x
-    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+    torch = sys.modules.get("torch")  # if torch was never imported, x cannot be a tensor
+    if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
 
