@@ -42,6 +42,7 @@ The input checks shared with :mod:`medseg_edu.metrics` live here because metrics
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from typing import Any, Sequence
 
@@ -167,7 +168,8 @@ def _union_box(pred: np.ndarray, target: np.ndarray) -> tuple[slice, ...] | None
     return (slice(hits[0], hits[-1] + 1),) + rest
 
 
-def surface_distances(pred: Any, target: Any, *, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(pred: Any, target: Any, *,
+                      spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances in mm, both ways: the one pass every surface metric is built on.
 
     Returns ``(d_pred_to_target, d_target_to_pred)``: for each surface voxel of ``pred`` the distance
@@ -295,7 +297,8 @@ def surface_dice_score(pred: Any, target: Any, *, spacing_mm: Sequence[float], t
 
 
 def _check_tolerance(tolerance_mm: Any) -> None:
-    if not isinstance(tolerance_mm, (int, float)) or not math.isfinite(tolerance_mm) or tolerance_mm < 0:
+    if (not isinstance(tolerance_mm, numbers.Real) or isinstance(tolerance_mm, bool)
+            or not math.isfinite(tolerance_mm) or tolerance_mm < 0):
         raise ValueError(f"tolerance_mm must be a finite number >= 0 (in mm), got {tolerance_mm!r}")
 
 

@@ -1,6 +1,5 @@
 """Tests for medseg_edu.metrics: hand-worked overlap scores, volumes, BraTS regions, evaluate()."""
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
