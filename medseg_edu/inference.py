@@ -1,0 +1,490 @@
+"""Inference with a trained segmentation network: whole volumes, slices, test-time flips, uncertainty.
+
+- :func:`sliding_window_inference`: a 3D (or 2D) network trained on patches is applied to a whole
+  volume window by window; overlapping windows are blended with a Gaussian (or constant) weight.
+- :func:`predict_slices`: a 2D network applied slice by slice to a 3D volume.
+- :func:`flip_tta`: test-time augmentation, the average of the probabilities over flipped copies.
+- :func:`mc_dropout`: Monte-Carlo dropout, the mean and spread of predictions with dropout switched on.
+- :func:`probs_to_labels`: logits or probabilities to a label map (argmax or threshold).
+
+How the windows are placed (:func:`window_starts`): windows of ``roi`` voxels start every
+``int(roi * (1 - overlap))`` voxels from 0; the last window is moved back so that it ends exactly at
+the end of the image (it never leaves the image). An image smaller than the window is padded
+(half before, half after) and the result is cropped back. How they are blended
+(:func:`window_weights`): every window's logits are multiplied by a weight map, summed into the
+output, and the sum is divided by the summed weights. The Gaussian weight is the product over axes
+of ``exp(-d**2 / (2 * sigma**2))``, ``d`` the distance from the window centre in voxels and
+``sigma = sigma_scale * roi``, clipped from below at 1e-3 so no voxel has weight zero. This is the
+same definition as MONAI's ``sliding_window_inference`` (a test checks both agree).
+
+Taught in week 2 (windows and slices) and week 5 (test-time augmentation, uncertainty).
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import warnings
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "window_starts",
+    "window_weights",
+    "sliding_window_inference",
+    "predict_slices",
+    "flip_tta",
+    "mc_dropout",
+    "probs_to_labels",
+]
+
+_BLENDS = ("gaussian", "constant")
+_PADDING_MODES = ("constant", "reflect", "replicate", "circular")
+_ACTIVATIONS = ("softmax", "sigmoid")
+_UNCERTAINTIES = ("variance", "entropy", "mutual_information")
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                  nn.FeatureAlphaDropout)
+
+Predictor = Callable[[torch.Tensor, Callable], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _per_axis(value, ndim: int, name: str, *, kind: type) -> tuple:
+    """Expand a number to one value per spatial axis, or check a sequence has ``ndim`` entries."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (kind(value),) * ndim
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a number or a sequence of {ndim} numbers, "
+                        f"got {type(value).__name__}") from None
+    if len(values) != ndim:
+        raise ValueError(f"{name} must have one entry per spatial axis ({ndim}), got {values!r}")
+    return tuple(kind(v) for v in values)
+
+
+def _check_batch(image, name: str = "image") -> torch.Tensor:
+    """``image`` must be a floating tensor ``(N, C, *spatial)`` with 2 or 3 spatial axes."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, C, *spatial), got {type(image).__name__}")
+    if image.ndim not in (4, 5):
+        raise ValueError(f"{name} must be (N, C, H, W) or (N, C, D, H, W), got shape "
+                         f"{tuple(image.shape)} (one case without batch axis? use image[None])")
+    if not image.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {image.dtype}")
+    return image
+
+
+def _model_device(model, fallback: torch.device) -> torch.device:
+    """The device of the model's first parameter (or ``fallback`` for a parameter-free callable)."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+    return fallback
+
+
+def _check_logits(out, expected_spatial: Sequence[int], what: str) -> torch.Tensor:
+    """The network must return one tensor with the spatial size of its input."""
+    if isinstance(out, (list, tuple)):
+        raise TypeError(f"the model returned a {type(out).__name__} of {len(out)} tensors for {what}; "
+                        "a deeply supervised network does this in training mode -- call model.eval()")
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return a tensor of logits, got {type(out).__name__}")
+    if tuple(out.shape[2:]) != tuple(expected_spatial):
+        raise ValueError(f"the model must keep the spatial size of its input {tuple(expected_spatial)} "
+                         f"for {what}, got output shape {tuple(out.shape)}")
+    return out
+
+
+def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "softmax":
+        if logits.shape[1] < 2:
+            raise ValueError("activation='softmax' needs at least 2 channels (background + classes), "
+                             f"got {logits.shape[1]}; use activation='sigmoid' for one channel")
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits)
+
+
+def _check_choice(value, choices: tuple, name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _default_predictor(image: torch.Tensor, model: Callable) -> torch.Tensor:
+    return model(image)
+
+
+# ----------------------------------------------------------------------------- sliding window
+def window_starts(size: int, roi: int, *, overlap: float) -> list:
+    """First voxel of every window along one axis of ``size`` voxels (``size >= roi``).
+
+    Windows start every ``step = max(int(roi * (1 - overlap)), 1)`` voxels; the first window that
+    would reach the end is moved back to end exactly at ``size``, and no window follows it.
+
+    Shape: three ints -> a list of ints.
+
+    Example:
+        >>> window_starts(100, 64, overlap=0.5)
+        [0, 32, 36]
+
+    Taught in week 2.
+    """
+    if roi < 1 or size < roi:
+        raise ValueError(f"need 1 <= roi <= size, got roi={roi} and size={size} (pad the image first)")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    step = max(int(roi * (1 - overlap)), 1)
+    starts = []
+    start = 0
+    while start + roi < size:
+        starts.append(start)
+        start += step
+    starts.append(size - roi)
+    return starts
+
+
+def window_weights(roi_size: Sequence[int], *, blend: str = "gaussian", sigma_scale=0.125,
+                   device: Union[str, torch.device, None] = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The weight given to each voxel of a window when overlapping windows are blended.
+
+    ``blend="constant"``: all ones (a plain average of the overlapping windows).
+    ``blend="gaussian"``: product over axes of ``exp(-d**2 / (2 * sigma**2))`` with ``d`` the
+    distance (in voxels) from the window centre and ``sigma = sigma_scale * roi``; values below
+    1e-3 are raised to 1e-3. Voxels near a window's border, where the network sees little
+    context, then count less than voxels near its centre.
+
+    Shape: ``roi_size`` of length d -> weights ``(*roi_size)``.
+
+    Taught in week 2.
+    """
+    roi = tuple(int(r) for r in roi_size)
+    if not roi or any(r < 1 for r in roi):
+        raise ValueError(f"roi_size must be positive ints, got {tuple(roi_size)!r}")
+    _check_choice(blend, _BLENDS, "blend")
+    if blend == "constant":
+        return torch.ones(roi, device=device, dtype=dtype)
+    sigmas = _per_axis(sigma_scale, len(roi), "sigma_scale", kind=float)
+    if any(s <= 0 for s in sigmas):
+        raise ValueError(f"sigma_scale must be positive, got {sigma_scale!r}")
+    weights = torch.ones((), dtype=torch.float64)
+    for axis, (r, s) in enumerate(zip(roi, sigmas)):
+        distance = torch.arange(r, dtype=torch.float64) - (r - 1) / 2.0
+        profile = torch.exp(-distance ** 2 / (2.0 * (s * r) ** 2))
+        shape = [1] * len(roi)
+        shape[axis] = r
+        weights = weights * profile.reshape(shape)      # outer product, one axis at a time
+    return weights.clamp_min(1e-3).to(device=device, dtype=dtype)
+
+
+def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
+                             overlap=0.25, blend: str = "gaussian", sigma_scale=0.125,
+                             sw_batch_size: int = 4, padding_mode: str = "constant",
+                             device: Union[str, torch.device, None] = None,
+                             progress: bool = False) -> torch.Tensor:
+    """Apply ``model`` to a large image window by window and blend the windows' logits.
+
+    Args:
+        image: a batch ``(N, C, *spatial)``, 2D or 3D.
+        model: a network (or any callable) mapping ``(B, C, *roi_size)`` to logits
+            ``(B, K, *roi_size)``. Use it in eval mode (``model.eval()``).
+        roi_size: window size, an int or one int per spatial axis (a multiple of what the network
+            needs, e.g. 16 for a U-Net with 4 downsampling steps).
+        overlap: fraction of a window shared with the next one, in [0, 1) (one value or per axis).
+        blend: "gaussian" (centre voxels count more) or "constant" (plain average).
+        sigma_scale: Gaussian width as a fraction of the window size (one value or per axis).
+        sw_batch_size: windows sent through the network together.
+        padding_mode: how an image smaller than the window is padded ("constant" pads zeros,
+            "reflect", "replicate", "circular").
+        device: where the network runs (default: the device of the model's parameters). The
+            result is returned on ``image``'s device.
+        progress: show a progress bar over the window batches.
+
+    Shape: ``(N, C, *spatial)`` -> logits ``(N, K, *spatial)`` (float32, same spatial size).
+
+    Example:
+        >>> net = UNet(3, 4, 4, features=(8, 16, 32)).eval()          # doctest: +SKIP
+        >>> logits = sliding_window_inference(volume[None], net, roi_size=64, overlap=0.5)
+
+    Taught in week 2.
+    """
+    image = _check_batch(image)
+    n_images, spatial = image.shape[0], tuple(image.shape[2:])
+    ndim = len(spatial)
+    roi = _per_axis(roi_size, ndim, "roi_size", kind=int)
+    if any(r < 1 for r in roi):
+        raise ValueError(f"roi_size must be positive, got {roi_size!r}")
+    overlaps = _per_axis(overlap, ndim, "overlap", kind=float)
+    if any(not 0.0 <= o < 1.0 for o in overlaps):
+        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    _check_choice(blend, _BLENDS, "blend")
+    _check_choice(padding_mode, _PADDING_MODES, "padding_mode")
+    if not isinstance(sw_batch_size, int) or isinstance(sw_batch_size, bool) or sw_batch_size < 1:
+        raise ValueError(f"sw_batch_size must be a positive int, got {sw_batch_size!r}")
+    if isinstance(model, nn.Module) and model.training:
+        warnings.warn("the model is in training mode (dropout active, batch norm uses batch "
+                      "statistics); call model.eval() before inference", stacklevel=2)
+    run_device = torch.device(device) if device is not None else _model_device(model, image.device)
+    dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
+
+    # pad an image smaller than the window: half before, the rest after (F.pad wants last axis first)
+    pad_before = [max(r - s, 0) // 2 for r, s in zip(roi, spatial)]
+    pad_after = [max(r - s, 0) - b for r, s, b in zip(roi, spatial, pad_before)]
+    pad = [p for b, a in zip(reversed(pad_before), reversed(pad_after)) for p in (b, a)]
+    padded_spatial = tuple(s + b + a for s, b, a in zip(spatial, pad_before, pad_after))
+
+    starts = [window_starts(s, r, overlap=o) for s, r, o in zip(padded_spatial, roi, overlaps)]
+    corners = list(itertools.product(*starts))
+    boxes = [tuple(slice(c, c + r) for c, r in zip(corner, roi)) for corner in corners]
+    jobs = [(n, box) for n in range(n_images) for box in boxes]   # every window of every image
+
+    with torch.inference_mode():
+        x = image.to(run_device)
+        if any(pad):
+            x = F.pad(x, pad, mode=padding_mode)
+        weights = window_weights(roi, blend=blend, sigma_scale=sigma_scale, device=run_device,
+                                 dtype=dtype)
+        weight_sum = torch.zeros(padded_spatial, device=run_device, dtype=dtype)
+        for box in boxes:
+            weight_sum[box] += weights
+        output = None
+        batch_starts = range(0, len(jobs), sw_batch_size)
+        if progress:
+            from medseg_edu.utils import progress as progress_bar
+            batch_starts = progress_bar(batch_starts, desc="windows")
+        for first in batch_starts:
+            batch = jobs[first:first + sw_batch_size]
+            windows = torch.stack([x[(n, slice(None)) + box] for n, box in batch])
+            logits = _check_logits(model(windows), roi, "a window")
+            if output is None:
+                output = torch.zeros((n_images, logits.shape[1]) + padded_spatial,
+                                     device=run_device, dtype=dtype)
+            logits = logits.to(dtype)
+            for (n, box), window_logits in zip(batch, logits):
+                output[(n, slice(None)) + box].addcmul_(window_logits, weights)
+        output /= weight_sum
+        crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial))
+        output = output[(slice(None), slice(None)) + crop]
+    # a normal tensor (inference tensors cannot be modified in place outside inference mode)
+    return output.to(image.device).clone()
+
+
+# ----------------------------------------------------------------------------- slice by slice
+def predict_slices(volume, model: Callable, *, axis: int = -1, batch_size: int = 16) -> torch.Tensor:
+    """Apply a 2D network to every slice of a 3D volume and stack the logits back into a volume.
+
+    Args:
+        volume: one case ``(C, X, Y, Z)`` (torch tensor or numpy array).
+        model: a 2D network ``(B, C, H, W) -> (B, K, H, W)``, in eval mode.
+        axis: the spatial axis to slice along (0 = x, 1 = y, 2 = z; -1 = the last one, z).
+        batch_size: slices sent through the network together.
+
+    Shape: ``(C, X, Y, Z)`` -> logits ``(K, X, Y, Z)`` (on the volume's device).
+
+    Taught in week 2.
+    """
+    if isinstance(volume, np.ndarray):
+        volume = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))
+    if not isinstance(volume, torch.Tensor):
+        raise TypeError(f"volume must be a torch.Tensor or numpy array (C, X, Y, Z), "
+                        f"got {type(volume).__name__}")
+    if volume.ndim != 4:
+        raise ValueError(f"volume must be one case (C, X, Y, Z), got shape {tuple(volume.shape)}")
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -3 <= axis <= 2:
+        raise ValueError(f"axis must be a spatial axis 0, 1, 2 (or -1, -2, -3), got {axis!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    tensor_axis = 1 + axis % 3
+    run_device = _model_device(model, volume.device)
+    with torch.inference_mode():
+        slices = volume.float().movedim(tensor_axis, 0)          # (S, C, a, b)
+        outputs = []
+        for first in range(0, slices.shape[0], batch_size):
+            batch = slices[first:first + batch_size].to(run_device)
+            logits = _check_logits(model(batch), batch.shape[2:], "a batch of slices")
+            outputs.append(logits.float().to(volume.device))
+        logits = torch.cat(outputs).movedim(0, tensor_axis)     # (K, X, Y, Z)
+    return logits.clone()
+
+
+# ----------------------------------------------------------------------------- test-time flips
+def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[int]] = None,
+             activation: str = "softmax", predictor: Optional[Predictor] = None) -> torch.Tensor:
+    """Test-time augmentation with flips: average the probabilities over all flipped copies.
+
+    For every subset of ``axes`` (including the empty one, i.e. the image itself) the image is
+    flipped along those axes, predicted, turned into probabilities, flipped back, and the
+    ``2 ** len(axes)`` probability maps are averaged.
+
+    Args:
+        image: a batch ``(N, C, *spatial)``.
+        model: the network, in eval mode.
+        axes: spatial axes to flip (0 = first spatial axis; default: all spatial axes).
+        activation: "softmax" (one class per voxel) or "sigmoid" (independent channels).
+        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
+            For a whole volume, e.g.
+            ``lambda x, m: sliding_window_inference(x, m, roi_size=64)``.
+
+    Shape: ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)``.
+
+    Taught in week 5.
+    """
+    image = _check_batch(image)
+    _check_choice(activation, _ACTIVATIONS, "activation")
+    ndim = image.ndim - 2
+    if axes is None:
+        axes = tuple(range(ndim))
+    axes = tuple(axes)
+    if any(not isinstance(a, int) or isinstance(a, bool) or not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"axes must be spatial axes in [{-ndim}, {ndim - 1}] for a {ndim}D image, "
+                         f"got {axes!r}")
+    tensor_axes = sorted({2 + a % ndim for a in axes})
+    if len(tensor_axes) != len(axes):
+        raise ValueError(f"axes must not repeat an axis, got {axes!r}")
+    predictor = predictor or _default_predictor
+    total = None
+    subsets = [s for k in range(len(tensor_axes) + 1) for s in itertools.combinations(tensor_axes, k)]
+    with torch.inference_mode():
+        for dims in subsets:
+            flipped = torch.flip(image, dims) if dims else image
+            logits = _check_logits(predictor(flipped, model), image.shape[2:], "a flipped image")
+            probs = _activate(logits.float(), activation)
+            probs = torch.flip(probs, dims) if dims else probs
+            total = probs if total is None else total + probs
+        mean = total / len(subsets)
+    return mean.clone()
+
+
+# ----------------------------------------------------------------------------- MC dropout
+@contextlib.contextmanager
+def _dropout_only(model: nn.Module) -> Iterator[int]:
+    """Eval mode for the whole model except its dropout layers; yields how many are active.
+
+    Every module's own training flag is restored afterwards.
+    """
+    saved = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        active = 0
+        for module in model.modules():
+            if isinstance(module, _DROPOUT_TYPES):
+                module.train()
+                active += module.p > 0
+        yield active
+    finally:
+        for module, flag in saved.items():
+            module.training = flag
+
+
+def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
+    """Entropy in nats: over classes for softmax ``(N, 1, ...)``, per channel for sigmoid."""
+    if activation == "softmax":
+        return -torch.special.xlogy(probs, probs).sum(dim=1, keepdim=True)
+    return -(torch.special.xlogy(probs, probs) + torch.special.xlogy(1 - probs, 1 - probs))
+
+
+def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
+               activation: str = "softmax", uncertainty: str = "variance",
+               predictor: Optional[Predictor] = None) -> tuple:
+    """Monte-Carlo dropout: predict ``samples`` times with dropout on, return mean and spread.
+
+    Only dropout layers are switched to training mode; normalisation layers stay in eval mode
+    (batch norm keeps its running statistics), and every module's mode is restored afterwards.
+
+    Uncertainty maps (``uncertainty=``):
+
+    - "variance": variance of the probabilities across samples (softmax: averaged over classes);
+    - "entropy": entropy of the mean probabilities, the total predictive uncertainty (nats);
+      not zero even without dropout (a 50/50 prediction is uncertain by itself);
+    - "mutual_information": entropy of the mean minus the mean entropy of the samples, the part
+      of the uncertainty due to the model (zero when all samples agree).
+
+    Args:
+        image: a batch ``(N, C, *spatial)``.
+        model: a network with dropout layers (e.g. ``UNet(..., dropout=0.2)``).
+        samples: number of stochastic forward passes (>= 2).
+        activation: "softmax" or "sigmoid".
+        uncertainty: "variance", "entropy" or "mutual_information".
+        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
+
+    Shape: ``(N, C, *spatial)`` -> mean probabilities ``(N, K, *spatial)`` and an uncertainty map
+    ``(N, 1, *spatial)`` for softmax or ``(N, K, *spatial)`` for sigmoid (one per channel).
+
+    Taught in week 5.
+    """
+    image = _check_batch(image)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (its dropout layers are switched on), "
+                        f"got {type(model).__name__}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
+        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+    _check_choice(activation, _ACTIVATIONS, "activation")
+    _check_choice(uncertainty, _UNCERTAINTIES, "uncertainty")
+    predictor = predictor or _default_predictor
+    with _dropout_only(model) as active, torch.inference_mode():
+        if not active:
+            warnings.warn("the model has no dropout layer with p > 0: all samples are identical "
+                          "and the uncertainty is 0 (build it with dropout > 0)", stacklevel=2)
+        mean = squares = entropy_sum = None
+        for k in range(1, samples + 1):
+            logits = _check_logits(predictor(image, model), image.shape[2:], "an MC sample")
+            probs = _activate(logits.float(), activation)
+            if mean is None:                      # Welford's running mean and sum of squares
+                mean, squares = probs.clone(), torch.zeros_like(probs)
+                entropy_sum = _entropy(probs, activation)
+                continue
+            delta = probs - mean
+            mean += delta / k
+            squares += delta * (probs - mean)
+            entropy_sum += _entropy(probs, activation)
+        if uncertainty == "variance":
+            result = squares / samples
+            if activation == "softmax":
+                result = result.mean(dim=1, keepdim=True)
+        elif uncertainty == "entropy":
+            result = _entropy(mean, activation)
+        else:
+            result = (_entropy(mean, activation) - entropy_sum / samples).clamp_min(0.0)
+    return mean.clone(), result.clone()
+
+
+# ----------------------------------------------------------------------------- labels
+def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
+                    threshold: float = 0.5) -> torch.Tensor:
+    """Turn network outputs into a hard prediction.
+
+    - ``activation="softmax"``: the class with the largest value per voxel (the same for logits
+      and for softmax probabilities) -> an int64 label map with one channel.
+    - ``activation="sigmoid"``: the input are logits; sigmoid, then ``> threshold`` per channel.
+    - ``activation="none"``: the input are probabilities of independent channels; ``> threshold``.
+
+    Shape: ``(N, K, *spatial)`` -> ``(N, 1, *spatial)`` int64 labels (softmax) or
+    ``(N, K, *spatial)`` uint8 masks in {0, 1} (sigmoid/none).
+
+    Taught in week 4.
+    """
+    x = logits_or_probs
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"logits_or_probs must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 3 or not x.is_floating_point():
+        raise ValueError(f"logits_or_probs must be floating (N, K, *spatial), got shape "
+                         f"{tuple(x.shape)} and dtype {x.dtype}")
+    _check_choice(activation, ("softmax", "sigmoid", "none"), "activation")
+    if activation == "softmax":
+        if x.shape[1] < 2:
+            raise ValueError("activation='softmax' needs at least 2 channels, got 1; use "
+                             "activation='sigmoid' (logits) or 'none' (probabilities)")
+        return x.argmax(dim=1, keepdim=True)
+    if not 0.0 < threshold < 1.0 or math.isnan(threshold):
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    probs = torch.sigmoid(x) if activation == "sigmoid" else x
+    if activation == "none" and (probs.min() < 0 or probs.max() > 1):
+        raise ValueError("activation='none' expects probabilities in [0, 1], got values in "
+                         f"[{probs.min().item():.3g}, {probs.max().item():.3g}] (logits? use "
+                         "activation='sigmoid')")
+    return (probs > threshold).to(torch.uint8)
