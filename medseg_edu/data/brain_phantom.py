@@ -32,12 +32,14 @@ from scipy import ndimage as ndi
 
 from medseg_edu.utils import cache_dir, progress
 
-__all__ = ["SITES", "CHANNELS", "make_brain_case", "write_brain_dataset"]
+__all__ = ["SITES", "CHANNELS", "TISSUE_LABELS", "make_brain_case", "write_brain_dataset"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Channel order of the image (as in the MSD Task01 files).
 CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")
+#: Values of the ``tissue`` map that ``make_brain_case`` returns (the dominant healthy tissue per voxel).
+TISSUE_LABELS = {0: "background", 1: "CSF", 2: "grey matter", 3: "white matter"}
 _REFERENCE_CHANNEL = "T1w"            # the label is drawn in this channel's frame
 _TEMPLATE_VERSION = 1                 # bump when the template preparation changes
 _NODE_MM = 6.0                        # spacing of the coarse grid on which smooth fields are drawn
@@ -294,6 +296,21 @@ def _tumour(p: dict[str, Any], centre: np.ndarray, points_mm: np.ndarray, noise:
     return edema, core, necrosis, label
 
 
+def _enforce_nesting(label: np.ndarray, brain: np.ndarray, *, high: bool) -> None:
+    """Make sure, voxel by voxel, that edema wraps the core and (high grade) the rim wraps necrosis.
+
+    The level sets already nest; this closes the rare one-voxel gaps where the noise is steep.
+    """
+    found = np.argwhere(label > 0)
+    if len(found) == 0:
+        return
+    box = tuple(slice(max(a - 2, 0), b + 3) for a, b in zip(found.min(0), found.max(0)))
+    sub, inside = label[box], brain[box]
+    if high:
+        sub[ndi.binary_dilation(sub == 2) & inside & ~np.isin(sub, (2, 3))] = 3
+    sub[ndi.binary_dilation(np.isin(sub, (2, 3))) & inside & (sub == 0)] = 1
+
+
 def _intensity_table(site: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Pure-tissue intensity per sequence for a site: base values times the site's contrast factors."""
     table = {}
@@ -387,7 +404,9 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     ``R = Rz @ Ry @ Rx`` built from ``rotation_deg`` (about x, then y, then z).
 
     Shape: image (4, X, Y, Z) float32 (channels FLAIR, T1w, T1gd, T2w; background exactly 0);
-    label (X, Y, Z) uint8 in {0: background, 1: edema, 2: necrosis / non-enhancing, 3: enhancing}.
+    label (X, Y, Z) uint8 in {0: background, 1: edema, 2: necrosis / non-enhancing, 3: enhancing};
+    tissue (X, Y, Z) uint8, the dominant healthy tissue (``TISSUE_LABELS``: 1 CSF, 2 GM, 3 WM), T1w frame.
+    Other keys: affine (4, 4), spacing_mm, case_id, attributes (age, sex, site, grade, ...), transforms.
 
     Example:
         >>> case = make_brain_case(seed=0, shape=(64, 64, 64), spacing_mm=(3, 3, 3))
@@ -450,6 +469,8 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     loss = p["cortical_atrophy"] * np.clip(0.6 + 0.4 * atrophy, 0, 1) * gm   # thinner cortex, wider sulci
     gm, csf = gm - loss, csf + loss
     wmh = wm * np.clip(1.5 * wmh - 0.3, 0, 1)                         # white-matter hyperintensities
+    tissue = np.zeros(shape, np.uint8)
+    tissue.reshape(-1)[flat] = 1 + np.argmax(np.stack([csf, gm, wm]), axis=0)
 
     # --- the tumour, near its centre --------------------------------------------------------------
     voxels = _voxels(flat, shape)
@@ -465,6 +486,7 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     texture[near_tumour] = tumour_noise[3]                            # patchy tumour tissue
     label = np.zeros(shape, np.uint8)
     label.reshape(-1)[flat[near_tumour]] = t_label
+    _enforce_nesting(label, tissue > 0, high=p["grade"] == "high")
 
     # --- render the four sequences: tissue fractions (8, P) times tissue intensities (8, 4) --------
     high = p["grade"] == "high"
@@ -505,7 +527,7 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     attributes = {"age": p["age"], "sex": p["sex"], "site": site, "grade": p["grade"],
                   "timepoint": int(timepoint), "seed": int(seed), "patient_seed": int(patient_seed),
                   "tumour_center_mm": [round(float(c), 2) for c in centre]}
-    return {"image": image.reshape(4, *shape), "label": label, "affine": affine, "spacing_mm": spacing,
+    return {"image": image.reshape(4, *shape), "label": label, "tissue": tissue, "affine": affine, "spacing_mm": spacing,
             "case_id": case_id if case_id is not None else f"phantom_{seed}",
             "attributes": attributes, "transforms": transforms}
 

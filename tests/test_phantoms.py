@@ -1,0 +1,260 @@
+"""Tests of the brain-tumour MRI phantom (medseg_edu.data.brain_phantom) and the phantoms facade.
+
+Expected values come from the physics the phantom promises (relative MR contrast per sequence,
+nesting of the BraTS sub-regions) and from independent code (scipy's affine_transform for the
+misalignment, sha256 of the written files for determinism), never from the generator itself.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from medseg_edu.data import brain_phantom, phantoms
+from medseg_edu.data.brain_phantom import make_brain_case, write_brain_dataset
+
+SMALL = {"shape": (48, 48, 48), "spacing_mm": (4.0, 4.0, 4.0)}
+MEDIUM = {"shape": (80, 80, 80), "spacing_mm": (2.4, 2.4, 2.4)}
+FLAIR, T1, T1GD, T2 = 0, 1, 2, 3
+CSF, GM, WM = 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def high_grade():
+    return make_brain_case(seed=3, grade="high", age=30, **MEDIUM)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_case_shapes_types_and_geometry(high_grade):
+    case = high_grade
+    assert case["image"].shape == (4, 80, 80, 80) and case["image"].dtype == np.float32
+    assert case["label"].shape == (80, 80, 80) and case["label"].dtype == np.uint8
+    assert set(np.unique(case["label"])) == {0, 1, 2, 3}
+    np.testing.assert_allclose(np.diag(case["affine"]), [2.4, 2.4, 2.4, 1.0])   # RAS, diagonal
+    assert case["spacing_mm"] == (2.4, 2.4, 2.4)
+    assert np.isfinite(case["image"]).all() and case["image"].min() >= 0
+    # skull-stripped: exactly 0 outside the brain, which sits inside the field of view
+    brain = case["image"][T1] > 0
+    assert brain[0].sum() == brain[-1].sum() == brain[:, 0].sum() == brain[:, -1].sum() == 0
+    volume_ml = brain.sum() * 2.4 ** 3 / 1000
+    assert 1000 < volume_ml < 2200        # an adult brain with its CSF
+    assert 100 < np.median(case["image"][T1][brain]) < 2000          # MR-like intensity range
+    assert case["attributes"]["grade"] == "high" and case["attributes"]["age"] == 30
+
+
+def test_low_grade_has_no_enhancing_tumour():
+    case = make_brain_case(seed=4, grade="low", **SMALL)
+    assert 3 not in np.unique(case["label"])
+    assert {1, 2} <= set(np.unique(case["label"]))
+
+
+def test_sub_regions_are_nested(high_grade):
+    label = high_grade["label"]
+    core = np.isin(label, (2, 3))
+    whole = label > 0
+    necrosis = label == 2
+    brain = high_grade["tissue"] > 0
+    assert np.all(brain[whole])                                      # tumour only inside the brain
+    # the core is wrapped in edema: no core voxel touches healthy brain tissue
+    assert np.all(whole[ndi.binary_dilation(core) & brain])
+    # necrosis is wrapped in the enhancing rim (high grade)
+    assert np.all(core[ndi.binary_dilation(necrosis) & brain])
+    # one tumour, not scattered specks
+    assert ndi.label(core)[1] == 1
+
+
+def test_relative_contrast_matches_real_sequences(high_grade):
+    image, label, tissue = high_grade["image"], high_grade["label"], high_grade["tissue"]
+    healthy = label == 0
+
+    def mean(channel, region):
+        return float(image[channel][region].mean())
+
+    wm, gm, csf = healthy & (tissue == WM), healthy & (tissue == GM), healthy & (tissue == CSF)
+    edema, necrosis, enhancing = label == 1, label == 2, label == 3
+    assert mean(T1, wm) > mean(T1, gm) > mean(T1, csf)               # T1w: WM > GM > CSF
+    assert mean(T1, enhancing | necrosis) < mean(T1, wm)             # tumour hypointense on T1w
+    assert mean(T1GD, enhancing) > 1.3 * mean(T1GD, wm)              # T1gd: bright rim
+    assert mean(T1GD, necrosis) < mean(T1GD, gm)                     # ... dark necrosis
+    assert mean(T2, csf) > 2 * mean(T2, wm) and mean(T2, gm) > mean(T2, wm)   # T2: CSF bright, WM < GM
+    assert mean(T2, edema) > 1.5 * mean(T2, wm)
+    assert mean(FLAIR, edema) > 1.5 * mean(FLAIR, wm)                # FLAIR: edema bright
+    assert mean(FLAIR, csf) < mean(FLAIR, wm) < mean(FLAIR, gm)      # CSF suppressed, GM > WM
+
+
+def _relative_noise(case) -> float:
+    """Noise sigma / signal in white matter, from differences of x-neighbours (independent of contrast)."""
+    t1, tissue, label = case["image"][T1], case["tissue"], case["label"]
+    wm = ndi.binary_erosion((tissue == WM) & (label == 0), iterations=1)
+    both = wm[1:] & wm[:-1]
+    diff = (t1[1:] - t1[:-1])[both]
+    return float(np.std(diff) / np.sqrt(2) / np.median(t1[wm]))
+
+
+def test_site_b_is_noisier_and_scaled_differently():
+    a = make_brain_case(seed=5, site="A", **MEDIUM)
+    b = make_brain_case(seed=5, site="B", **MEDIUM)
+    assert _relative_noise(b) > 1.5 * _relative_noise(a)
+    ratio = np.median(b["image"][T1][b["image"][T1] > 0]) / np.median(a["image"][T1][a["image"][T1] > 0])
+    assert not 0.8 < ratio < 1.25                                    # arbitrary MR units differ by scanner
+
+
+def test_age_enlarges_csf():
+    young = make_brain_case(seed=6, age=22, **SMALL)
+    old = make_brain_case(seed=6, age=85, **SMALL)
+    assert (old["tissue"] == CSF).sum() > 1.2 * (young["tissue"] == CSF).sum()
+
+
+def test_recorded_misalignment_maps_reference_to_moving():
+    aligned = make_brain_case(seed=7, **MEDIUM)
+    moved = make_brain_case(seed=7, misalign=(8.0, 6.0), **MEDIUM)
+    np.testing.assert_array_equal(aligned["label"], moved["label"])   # labels stay in the T1w frame
+    np.testing.assert_allclose(moved["transforms"]["T1w"]["matrix"], np.eye(4))
+    affine = moved["affine"]
+    for channel, name in ((FLAIR, "FLAIR"), (T2, "T2w")):
+        t = moved["transforms"][name]
+        assert np.abs(t["rotation_deg"]).max() <= 8 and np.abs(t["translation_mm"]).max() <= 6
+        # independent check of the documented form: R about center_mm, then the translation
+        ax, ay, az = np.deg2rad(t["rotation_deg"])
+        rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+        ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+        rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+        p = np.array([10.0, -20.0, 30.0])
+        expected = rz @ ry @ rx @ (p - t["center_mm"]) + t["center_mm"] + t["translation_mm"]
+        np.testing.assert_allclose((t["matrix"] @ np.append(p, 1))[:3], expected, atol=1e-9)
+        # resample the moving channel at matrix @ p for every reference voxel p (scipy, not the phantom)
+        v2v = np.linalg.inv(affine) @ t["matrix"] @ affine
+        back = ndi.affine_transform(moved["image"][channel], v2v[:3, :3], offset=v2v[:3, 3], order=1)
+        reference = aligned["image"][channel]
+        before, after = _ncc(moved["image"][channel], reference), _ncc(back, reference)
+        assert after > 0.95 and after > before + 0.05
+
+
+def test_follow_up_scans_share_the_patient(tmp_path):
+    root = write_brain_dataset(tmp_path / "fu", cases=3, seed=1, cases_per_patient=2, **SMALL)
+    rows = [line.split("\t") for line in (root / "participants.tsv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert header[:5] == ["case_id", "patient_id", "site", "age", "sex"]
+    assert [r[0] for r in rows] == ["BRATS_001", "BRATS_002", "BRATS_003"]
+    assert [r[1] for r in rows] == ["P001", "P001", "P002"]
+    assert rows[0][3:5] == rows[1][3:5]                               # same age and sex
+    labels = [np.asarray(nib.load(root / "labelsTr" / f"{r[0]}.nii.gz").dataobj) for r in rows[:2]]
+    assert (labels[1] > 0).sum() > (labels[0] > 0).sum()             # the tumour grew
+
+
+def test_written_dataset_layout_and_bytes_are_deterministic(tmp_path):
+    kwargs = dict(cases=2, seed=11, misalign=(3.0, 2.0), **SMALL)
+    first = write_brain_dataset(tmp_path / "a", **kwargs)
+    second = write_brain_dataset(tmp_path / "b", **kwargs)
+    other = write_brain_dataset(tmp_path / "c", **{**kwargs, "seed": 12})
+    assert _hashes(first) == _hashes(second)
+    assert _hashes(first)["imagesTr/BRATS_001.nii.gz"] != _hashes(other)["imagesTr/BRATS_001.nii.gz"]
+    meta = json.loads((first / "dataset.json").read_text())
+    assert meta["numTraining"] == 2 and meta["modality"]["0"] == "FLAIR"
+    image = nib.load(first / "imagesTr" / "BRATS_001.nii.gz")
+    label = nib.load(first / "labelsTr" / "BRATS_001.nii.gz")
+    assert image.shape == (48, 48, 48, 4) and image.get_data_dtype() == np.float32
+    assert label.get_data_dtype() == np.uint8
+    assert set(np.unique(np.asarray(label.dataobj))) <= {0, 1, 2, 3}
+    np.testing.assert_allclose(image.header.get_zooms()[:3], (4.0, 4.0, 4.0))
+    assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
+    sidecar = json.loads((first / "transforms" / "BRATS_001.json").read_text())
+    assert sidecar["reference"] == "T1w" and len(sidecar["channels"]["FLAIR"]["matrix"]) == 4
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+    real = brain_phantom.make_brain_case
+
+    def flaky(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real(**kwargs)
+
+    monkeypatch.setattr(brain_phantom, "make_brain_case", flaky)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_brain_dataset(tmp_path / "out", cases=3, seed=0, **SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_builtin_brain_generates_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path))
+    calls = []
+    real = phantoms.write_brain_dataset
+
+    @functools.wraps(real)      # keeps the signature that builtin_brain reads its defaults from
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(phantoms, "write_brain_dataset", counting)
+    first = phantoms.builtin_brain(cases=1, **SMALL)
+    stamp = (first / "imagesTr" / "BRATS_001.nii.gz").stat().st_mtime_ns
+    second = phantoms.builtin_brain(cases=1, **SMALL)
+    assert first == second and (first / "complete").is_file() and len(calls) == 1
+    assert (second / "imagesTr" / "BRATS_001.nii.gz").stat().st_mtime_ns == stamp
+    assert first.parent == tmp_path / "builtin"
+    assert [p.name for p in first.parent.iterdir()] == [first.name]      # no temporary folders left
+    other = phantoms.builtin_brain(cases=1, seed=1, **SMALL)
+    assert other != first and len(calls) == 2
+
+
+def test_facade_exports_both_site_tables():
+    assert set(phantoms.SITES["brain"]) == {"A", "B", "C"}
+    assert phantoms.BRAIN_SITES is brain_phantom.SITES
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(shape=(16, 48, 48)), "shape"),
+    (dict(shape=(48, 48)), "shape"),
+    (dict(shape=(48, 48, 48), spacing_mm=(1.0, 1.0, 1.0)), "field of view"),
+    (dict(spacing_mm=(0.0, 1.5, 1.5)), "spacing_mm"),
+    (dict(site="Z"), "site"),
+    (dict(misalign=(5.0,)), "misalign"),
+    (dict(misalign=(-1.0, 2.0)), "misalign"),
+    (dict(grade="medium"), "grade"),
+    (dict(sex="X"), "sex"),
+    (dict(age=-3), "age"),
+])
+def test_bad_case_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_brain_case(seed=0, **{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(cases=0), "cases"),
+    (dict(cases=2.5), "cases"),
+    (dict(cases=1, cases_per_patient=0), "cases_per_patient"),
+    (dict(cases=1, site="Q"), "site"),
+    (dict(cases=1, site=[]), "site"),
+    (dict(cases=1, shape=(8, 8, 8)), "shape"),
+    (dict(cases=1, age_range=(50, 20)), "age_range"),
+])
+def test_bad_dataset_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        write_brain_dataset(tmp_path / "x", seed=0, **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_folder_is_not_overwritten_by_accident(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_brain_dataset(tmp_path / "x", cases=1, seed=0, **SMALL)
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
