@@ -277,3 +277,13 @@ def test_torch_and_float_masks_accepted():
     assert expected == 1.0  # the square moved by one row
     assert hd95_distance(torch.from_numpy(mask).float(), torch.from_numpy(other).long(),
                          spacing_mm=(1, 1)) == 1.0
+
+
+@pytest.mark.parametrize("spacing, tolerance", [((1.0, 1.0, 1.0), 1.0), ((0.5, 1.0, 2.0), 2.0)])
+def test_nsd_distance_equal_to_tolerance_counts_as_correct_like_monai(spacing, tolerance):
+    pred = random_blobs((20, 18, 16), seed=7)
+    target = random_blobs((20, 18, 16), seed=8)
+    ours = surface_dice_score(pred, target, spacing_mm=spacing, tolerance_mm=tolerance)
+    d_pt, d_tp = surface_distances(pred, target, spacing_mm=spacing)
+    assert np.any(np.concatenate([d_pt, d_tp]) == tolerance)  # the tie really happens
+    assert ours == pytest.approx(monai_values(pred, target, spacing, tolerance)["nsd"], abs=1e-6)
