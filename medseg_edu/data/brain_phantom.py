@@ -67,7 +67,7 @@ SITES: dict[str, dict[str, Any]] = {
     "B": {"description": "1.5T clinical scanner, 5 mm axial slices, noisier, strong bias field",
           "scale": 0.6, "contrast": {"FLAIR": {"edema": 0.85, "wmh": 0.9}, "T1gd": {"enhancing": 0.85},
                                      "T1w": {"gm": 1.06}},
-          "noise": 0.050, "bias": 0.30, "slice_mm": 5.0, "blur_mm": 0.0},
+          "noise": 0.040, "bias": 0.30, "slice_mm": 5.0, "blur_mm": 0.0},
     "C": {"description": "3T scanner of another vendor: other contrast, smoother images",
           "scale": 2.2, "contrast": {"T1w": {"gm": 1.12, "csf": 1.4}, "T1gd": {"gm": 1.12, "csf": 1.4},
                                      "FLAIR": {"csf": 2.0, "gm": 1.08}, "T2w": {"wm": 1.2}},
@@ -201,8 +201,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-def _draw_patient(rng: np.random.Generator, *, age, sex, grade, timepoint: int) -> dict[str, Any]:
-    """Everything that belongs to the patient (the same for all scans of one patient)."""
+def _draw_patient(patient_seed: int, *, age, sex, grade, timepoint: int) -> dict[str, Any]:
+    """Everything that belongs to the patient (the same for all scans of one patient).
+
+    Separate random streams for demographics and head, tumour, and ageing, so that changing the age
+    (or the time point) of a patient keeps its tumour where it was.
+    """
+    rng = np.random.default_rng([patient_seed, 1])
     p: dict[str, Any] = {}
     drawn_age, drawn_sex, drawn_grade = rng.uniform(20, 80), rng.choice(["F", "M"]), rng.random()
     p["age"] = int(round(float(drawn_age if age is None else age)))
@@ -212,14 +217,12 @@ def _draw_patient(rng: np.random.Generator, *, age, sex, grade, timepoint: int) 
                        * rng.uniform(0.97, 1.03, 3))
     p["head_rotation"] = _rotation(rng.uniform(-5, 5, 3))
     p["head_shift_mm"] = rng.uniform(-4, 4, 3)
-    old = float(np.clip((p["age"] - 30.0) / 50.0, 0.0, 1.0))      # 0 up to 30 years, 1 at 80
-    p["ventricle_growth"] = 0.30 * old
-    p["cortical_atrophy"] = 0.30 * old
-    n_wmh = int(rng.poisson(10.0 * np.clip((p["age"] - 45.0) / 35.0, 0.0, 1.0)))
-    p["wmh_centres"] = _MNI_VENTRICLES + rng.uniform(-1, 1, (n_wmh, 3)) * np.array([30.0, 38.0, 20.0])
-    p["wmh_sizes_mm"] = rng.uniform(3.0, 6.0, n_wmh)
+
+    rng = np.random.default_rng([patient_seed, 2])                   # the tumour
     high = p["grade"] == "high"
-    radius = (rng.uniform(9.0, 22.0) if high else rng.uniform(10.0, 24.0)) * 1.12 ** timepoint
+    first_radius = rng.uniform(9.0, 22.0) if high else rng.uniform(10.0, 24.0)
+    p["first_radius_mm"] = first_radius
+    radius = first_radius * 1.12 ** timepoint                        # follow-ups: it grows
     p["radius_mm"] = radius
     p["radii_mm"] = radius * rng.uniform(0.75, 1.25, 3)
     p["tumour_rotation"] = _rotation(rng.uniform(-180, 180, 3))
@@ -227,6 +230,17 @@ def _draw_patient(rng: np.random.Generator, *, age, sex, grade, timepoint: int) 
     p["edema_reach"] = rng.uniform(1.6, 2.5) if high else rng.uniform(1.2, 1.7)
     p["hemisphere"] = 1.0 if rng.random() < 0.5 else -1.0
     p["mass_effect"] = (0.45 if high else 0.3) * min(1.0, radius / 18.0)
+    p["tumour_pick"] = rng.random()                                  # which deep white-matter point
+    p["tumour_jitter_mm"] = rng.uniform(-1.0, 1.0, 3)
+
+    rng = np.random.default_rng([patient_seed, 3])                   # ageing
+    old = float(np.clip((p["age"] - 30.0) / 50.0, 0.0, 1.0))        # 0 up to 30 years, 1 at 80
+    p["ventricle_growth"] = 0.30 * old
+    p["cortical_atrophy"] = 0.30 * old
+    p["periventricular_wmh"] = 0.5 * old ** 2                        # caps and bands around the ventricles
+    n_wmh = int(rng.poisson(12.0 * np.clip((p["age"] - 45.0) / 35.0, 0.0, 1.0)))
+    p["wmh_centres"] = _MNI_VENTRICLES + rng.uniform(-1, 1, (n_wmh, 3)) * np.array([32.0, 40.0, 22.0])
+    p["wmh_sizes_mm"] = rng.uniform(3.0, 6.0, n_wmh)
     return p
 
 
@@ -246,18 +260,30 @@ def _patient_to_template(points: np.ndarray, p: dict[str, Any], warp: np.ndarray
     return _MNI_VENTRICLES.reshape(cols) + rel * (1.0 - p["ventricle_growth"] * g)
 
 
-def _choose_tumour_centre(rng, p, coarse, m_nodes, nodes_mm, node_mm) -> np.ndarray:
-    """A point in deep white matter of one cerebral hemisphere (patient mm)."""
-    depth = ndi.distance_transform_edt(coarse.sum(0) > 0.5, sampling=node_mm)
-    ok = (coarse[1] > 0.6) & (m_nodes[0] * p["hemisphere"] > 12) & (m_nodes[2] > -8) & (m_nodes[1] > -75)
-    candidates = np.argwhere(ok & (depth > 0.6 * p["radius_mm"] + 8))
-    if len(candidates) == 0:
-        candidates = np.argwhere(ok | (coarse[1] > 0.5))
-    if len(candidates) == 0:
-        raise ValueError("the field of view (shape * spacing_mm) does not contain the brain's white matter; "
-                         "use a larger shape or spacing_mm")
-    centre = nodes_mm[(slice(None), *candidates[rng.integers(len(candidates))])]
-    return centre + rng.uniform(-0.5, 0.5, 3) * np.asarray(node_mm)
+def _tumour_sites() -> tuple[np.ndarray, np.ndarray]:
+    """Candidate tumour centres in template mm (deep cerebral white matter, 2 mm grid) and their depth."""
+    if "sites" not in _TEMPLATES:
+        level = _template(1)
+        tissues = level["tensor"].numpy()[:, ::2, ::2, ::2]
+        depth = ndi.distance_transform_edt(tissues.sum(0) > 0.5, sampling=2.0)
+        index = np.argwhere(tissues[1] > 0.6)
+        mm = level["origin_mm"] + 2.0 * index
+        keep = (np.abs(mm[:, 0]) > 12) & (mm[:, 2] > -8) & (mm[:, 1] > -75)    # cerebrum, off the midline
+        _TEMPLATES["sites"] = (mm[keep], depth[tuple(index[keep].T)])
+    return _TEMPLATES["sites"]
+
+
+def _tumour_centre(p: dict[str, Any], m_nodes: np.ndarray, nodes_mm: np.ndarray) -> np.ndarray:
+    """Pick a deep white-matter point of one hemisphere in the template, find it in the patient (mm)."""
+    sites, depth = _tumour_sites()
+    ok = (sites[:, 0] * p["hemisphere"] > 0) & (depth > 0.6 * p["first_radius_mm"] + 8)
+    if not ok.any():
+        ok = sites[:, 0] * p["hemisphere"] > 0
+    target = sites[ok][int(p["tumour_pick"] * ok.sum())] + p["tumour_jitter_mm"]
+    # nearest node, then one step of the inverse of the (linear part of the) patient -> template map
+    k = np.unravel_index(np.argmin(((m_nodes - target.reshape(3, 1, 1, 1)) ** 2).sum(0)), m_nodes.shape[1:])
+    linear = np.diag(1.0 / p["head_scale"]) @ p["head_rotation"].T
+    return nodes_mm[(slice(None), *k)] + np.linalg.solve(linear, target - m_nodes[(slice(None), *k)])
 
 
 def _tumour(p: dict[str, Any], centre: np.ndarray, points_mm: np.ndarray, noise: np.ndarray,
@@ -273,7 +299,7 @@ def _tumour(p: dict[str, Any], centre: np.ndarray, points_mm: np.ndarray, noise:
     rel = points_mm - centre[:, None]
     u = p["tumour_rotation"].T @ rel                                 # the tumour's own axes
     d = np.sqrt((((u / p["radii_mm"][:, None]) ** 2).sum(0))).astype(np.float32)
-    f_core = d + 0.3 * noise[0]
+    f_core = d + 0.3 * np.clip(noise[0], -3, 3)
     f_edema = d / (p["edema_reach"] * (0.4 + 0.8 * wm)) + 0.15 * np.clip(noise[1], -2.5, 2.5)
     f_necrosis = f_core + 0.2 * noise[2]
     width = 0.35 * voxel / p["radius_mm"]                            # partial-volume width (f units)
@@ -379,7 +405,7 @@ def _bias_at(rng: np.random.Generator, shape: Sequence[int], strength: float, vo
 
 
 def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
-                    spacing_mm: Sequence[float] = (1.5, 1.5, 1.5), site: str = "A",
+                    spacing_mm: Sequence[float] = (1.75, 1.75, 1.75), site: str = "A",
                     age: Optional[float] = None, sex: Optional[str] = None,
                     misalign: Optional[tuple[float, float]] = None, grade: Optional[str] = None,
                     patient_seed: Optional[int] = None, timepoint: int = 0,
@@ -395,6 +421,8 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     spots that are *not* tumour).
 
     The image grid is RAS: ``affine`` is diagonal (``spacing_mm``) and the grid centre is at 0 mm.
+    The default grid, 128^3 voxels of 1.75 mm (224 mm), holds any adult brain; for fast notebooks
+    use e.g. ``shape=(64, 64, 64), spacing_mm=(3.5, 3.5, 3.5)``.
     The label map is in the frame of the reference sequence T1w. With ``misalign=(max_rotation_deg,
     max_translation_mm)`` the other three sequences are moved by a random rigid transform each.
     ``transforms[channel]["matrix"]`` (4x4, world mm) maps a point p of the reference (T1w / label)
@@ -427,9 +455,9 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     if int(timepoint) < 0:
         raise ValueError(f"timepoint must be >= 0, got {timepoint!r}")
     patient_seed = seed if patient_seed is None else patient_seed
-    prng = np.random.default_rng([int(patient_seed), 7])              # the patient
     crng = np.random.default_rng([int(seed), int(timepoint), 11])     # this scan
-    p = _draw_patient(prng, age=age, sex=sex, grade=grade, timepoint=int(timepoint))
+    p = _draw_patient(int(patient_seed), age=age, sex=sex, grade=grade, timepoint=int(timepoint))
+    prng = np.random.default_rng([int(patient_seed), 4])             # the patient's smooth fields
     template = _template(2 if min(spacing) >= 2.0 else 1)
 
     # --- coarse grid of nodes (about 6 mm apart) on which smooth fields are drawn -----------------
@@ -439,7 +467,6 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     affine[:3, 3] = origin
     n_nodes = [max(2, int(math.ceil((k - 1) * s / _NODE_MM)) + 1) for k, s in zip(shape, spacing)]
     node_pos = [np.linspace(0, k - 1, m) for k, m in zip(shape, n_nodes)]
-    node_mm = [s * (k - 1) / (m - 1) for s, k, m in zip(spacing, shape, n_nodes)]
     nodes_mm = np.stack(np.meshgrid(*[o + s * q for o, s, q in zip(origin, sp, node_pos)], indexing="ij"))
     warp = _smooth_noise(prng, 3, n_nodes, sigma=2.5) * 2.5           # smooth deformation, about 2.5 mm
     noise = _smooth_noise(prng, 5, n_nodes, sigma=1.0)   # core, edema, necrosis, texture, atrophy
@@ -449,9 +476,10 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
 
     m_nodes = _patient_to_template(nodes_mm, p, warp)
     coarse = _sample(template["tensor"], to_index(m_nodes).reshape(3, -1)).reshape(3, *n_nodes)
-    centre = _choose_tumour_centre(prng, p, coarse, m_nodes, nodes_mm, node_mm)
+    centre = _tumour_centre(p, m_nodes, nodes_mm)
     m_nodes = _patient_to_template(nodes_mm, p, warp, tumour_centre=centre)
-    wmh_nodes = np.zeros(n_nodes, np.float32)
+    rel = (m_nodes - _MNI_VENTRICLES.reshape(3, 1, 1, 1)) / np.array([15.0, 30.0, 13.0]).reshape(3, 1, 1, 1)
+    wmh_nodes = (p["periventricular_wmh"] * np.exp(-0.5 * (rel ** 2).sum(0))).astype(np.float32)
     for c, s in zip(p["wmh_centres"], p["wmh_sizes_mm"]):
         wmh_nodes += np.exp(-0.5 * ((m_nodes - c.reshape(3, 1, 1, 1)) ** 2).sum(0) / s ** 2).astype(np.float32)
 
@@ -475,7 +503,9 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     # --- the tumour, near its centre --------------------------------------------------------------
     voxels = _voxels(flat, shape)
     points_mm = origin[:, None] + sp[:, None] * voxels
-    extent = max(p["radii_mm"]) * max(1.6, 1.7 * p["edema_reach"] * 1.2) + 2 * max(spacing)
+    # f_core < 1 + ring and f_edema < 1 bound the normalised radius (noise is clipped in _tumour)
+    extent = max(p["radii_mm"]) * max(2.0 + 2.0 * max(spacing) / p["radius_mm"], 1.7 * p["edema_reach"])
+    extent += 2 * max(spacing)
     near_tumour = np.flatnonzero(np.all(np.abs(points_mm - centre[:, None]) < extent, axis=0))
     tumour_noise = _sample(noise[:4], at_nodes[:, near_tumour])
     edema, core, necrosis = (np.zeros(len(gm), np.float32) for _ in range(3))
@@ -527,7 +557,8 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     attributes = {"age": p["age"], "sex": p["sex"], "site": site, "grade": p["grade"],
                   "timepoint": int(timepoint), "seed": int(seed), "patient_seed": int(patient_seed),
                   "tumour_center_mm": [round(float(c), 2) for c in centre]}
-    return {"image": image.reshape(4, *shape), "label": label, "tissue": tissue, "affine": affine, "spacing_mm": spacing,
+    return {"image": image.reshape(4, *shape), "label": label, "tissue": tissue, "affine": affine,
+            "spacing_mm": spacing,
             "case_id": case_id if case_id is not None else f"phantom_{seed}",
             "attributes": attributes, "transforms": transforms}
 
@@ -553,7 +584,7 @@ def _transforms_json(case: dict[str, Any]) -> str:
 
 
 def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union[str, Sequence[str]] = "A",
-                        shape: Sequence[int] = (128, 128, 128), spacing_mm: Sequence[float] = (1.5, 1.5, 1.5),
+                        shape: Sequence[int] = (128, 128, 128), spacing_mm: Sequence[float] = (1.75, 1.75, 1.75),
                         misalign: Optional[tuple[float, float]] = None, cases_per_patient: int = 1,
                         age_range: tuple[float, float] = (20, 80), overwrite: bool = False) -> Path:
     """Write ``cases`` synthetic brain-tumour cases in the Medical Segmentation Decathlon Task01 layout.
