@@ -208,8 +208,11 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
     Shape: ``(N, C, *spatial)`` -> logits ``(N, K, *spatial)`` (float32, same spatial size).
 
     Example:
-        >>> net = UNet(3, 4, 4, features=(8, 16, 32)).eval()          # doctest: +SKIP
-        >>> logits = sliding_window_inference(volume[None], net, roi_size=64, overlap=0.5)
+        >>> from medseg_edu.models import UNet
+        >>> net = UNet(3, 4, 4, features=(4, 8)).eval()
+        >>> volume = torch.zeros(4, 20, 18, 8)                   # (C, X, Y, Z), not a multiple of 16
+        >>> sliding_window_inference(volume[None], net, roi_size=16, overlap=0.5).shape
+        torch.Size([1, 4, 20, 18, 8])
 
     Taught in week 2.
     """

@@ -75,7 +75,8 @@ def _run_with_hook(model: nn.Module, layer: nn.Module, image: torch.Tensor) -> t
     """Forward ``image`` in eval mode with gradients on; return (logits, the layer's activations).
 
     The hook swaps the layer's output for a detached copy that requires grad, so gradients with
-    respect to the activations are available even when the model's parameters are frozen. The hook
+    respect to the activations are available even when the model's parameters are frozen (and
+    the parameters' ``.grad`` are never touched). The hook
     is removed and every module's train/eval flag restored before returning (or raising).
     """
     captured = {}
@@ -85,7 +86,7 @@ def _run_with_hook(model: nn.Module, layer: nn.Module, image: torch.Tensor) -> t
             raise TypeError(f"the chosen layer must output one tensor, got {type(output).__name__}")
         activations = output.detach().requires_grad_(True)
         captured["activations"] = activations
-        return activations
+        return activations.clone()      # a copy, so a later in-place op (ReLU(inplace=True)) is fine
 
     saved = {module: module.training for module in model.modules()}
     handle = layer.register_forward_hook(hook)
@@ -97,6 +98,9 @@ def _run_with_hook(model: nn.Module, layer: nn.Module, image: torch.Tensor) -> t
         handle.remove()
         for module, flag in saved.items():
             module.training = flag
+    if "activations" not in captured:
+        raise ValueError(f"layer {type(layer).__name__} was not used in the forward pass; "
+                         "choose a layer the network runs in eval mode")
     if isinstance(logits, (list, tuple)):
         logits = logits[0]
     return logits, captured["activations"]

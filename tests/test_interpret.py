@@ -153,6 +153,24 @@ def test_layer_resolution_and_errors():
         grad_cam(net, x[0], target_class=0)
 
 
+def test_layer_followed_by_inplace_relu_and_unused_layer():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(3, 2, 1))
+    for p in net.parameters():
+        p.requires_grad_(False)                      # frozen weights: gradients still reach A
+    x = torch.randn(1, 1, 6, 6)
+    maps = grad_cam(net, x, target_class=1, layer="0", reduce="mean")
+    with torch.no_grad():
+        a = net[0](x)
+    expected = F.relu((net[2].weight[1, :, 0, 0].reshape(1, 3, 1, 1) * (a > 0)).mean((2, 3),
+                                                                                  keepdim=True)
+                      .mul(a).sum(1)) / 36
+    torch.testing.assert_close(maps, normalise_per_image(expected))
+    unused = UNet(2, 1, 2, features=(2, 4, 8), deep_supervision=True)
+    with pytest.raises(ValueError, match="was not used in the forward pass"):
+        grad_cam(unused, torch.randn(1, 1, 8, 8), target_class=0, layer="ds_heads.0")
+
+
 def test_overlay_cam_draws_two_layers():
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
