@@ -116,10 +116,34 @@ def test_site_b_is_noisier_and_scaled_differently():
     assert not 0.8 < ratio < 1.25                                    # arbitrary MR units differ by scanner
 
 
-def test_age_enlarges_csf():
+def test_age_enlarges_csf_and_keeps_the_tumour_in_place():
     young = make_brain_case(seed=6, age=22, **SMALL)
     old = make_brain_case(seed=6, age=85, **SMALL)
     assert (old["tissue"] == CSF).sum() > 1.2 * (young["tissue"] == CSF).sum()
+    # white-matter hyperintensities of the old brain: FLAIR-bright voxels in healthy white matter
+    def bright_wm(case):
+        wm = (case["tissue"] == WM) & (case["label"] == 0)
+        flair = case["image"][FLAIR]
+        return float(np.mean(flair[wm] > 1.4 * np.median(flair[wm])))
+    assert bright_wm(old) > bright_wm(young)
+    # same anatomical place; it moves a little in the scanner because the ageing brain is warped
+    shift = np.subtract(young["attributes"]["tumour_center_mm"], old["attributes"]["tumour_center_mm"])
+    assert np.linalg.norm(shift) < 6.0
+
+
+def test_channel_order_matches_io():
+    from medseg_edu.data.io import BRAIN_CHANNELS
+
+    assert brain_phantom.CHANNELS == tuple(BRAIN_CHANNELS)
+
+
+def test_builtin_skin_generates_once(tmp_path, monkeypatch):
+    pytest.importorskip("medseg_edu.data.skin_phantom")
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path))
+    first = phantoms.builtin_skin(images=2, size=64)
+    stamp = (first / "complete").stat().st_mtime_ns
+    assert phantoms.builtin_skin(images=2, size=64) == first
+    assert (first / "complete").stat().st_mtime_ns == stamp
 
 
 def test_recorded_misalignment_maps_reference_to_moving():
