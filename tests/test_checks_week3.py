@@ -88,6 +88,12 @@ def test_checks_pass_the_package_blocks_and_student_style_blocks(capsys):
         assert out.count(f"ex{k} looks right") == 2
 
 
+def test_unet_check_passes_one_output_channel():
+    """Regression: a symmetric weighting of the outputs gave the 1x1 head's bias a zero gradient."""
+    for seed in range(8):
+        check_unet(lambda a, b, features: UNet(2, a, b, features=features), seed=seed, trials=1, levels=(2,))
+
+
 @pytest.mark.parametrize("seed", [None, 3, 4])
 def test_checks_pass_for_any_seed(seed):
     check_double_conv(GoodDoubleConv, seed=seed, trials=2)

@@ -111,7 +111,9 @@ def _expect_same_parameters(module: nn.Module, reference: nn.Module, call: str,
 def _expect_all_gradients(module: nn.Module, call: str, *inputs: torch.Tensor) -> None:
     module.zero_grad(set_to_none=True)
     out = module(*inputs)
-    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    # a random weighting of the outputs, so that no parameter's gradient cancels out by symmetry
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype)
+    (out * weights).sum().backward()
     unused = [name for name, p in module.named_parameters()
               if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
     module.zero_grad(set_to_none=True)
