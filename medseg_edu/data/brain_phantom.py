@@ -10,6 +10,8 @@ relative contrast, then degraded like a real scanner: optional rigid misalignmen
 sequences, slice thickness, a smooth bias field per sequence and Rician noise. Background is 0
 (skull-stripped), intensities are arbitrary MR units in the hundreds to about 1500.
 
+Besides the image and the BraTS label map, each case carries a ``tissue`` map (CSF, grey and white
+matter) of the healthy brain, the patient's attributes and the true misalignment of each sequence.
 Everything is deterministic by seed: the same arguments give the same arrays (and the same file bytes).
 
 Taught in week 1 (the data set; misalignment for registration), week 5 (sites) and week 6 (age bias).
@@ -437,7 +439,7 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
     Other keys: affine (4, 4), spacing_mm, case_id, attributes (age, sex, site, grade, ...), transforms.
 
     Example:
-        >>> case = make_brain_case(seed=0, shape=(64, 64, 64), spacing_mm=(3, 3, 3))
+        >>> case = make_brain_case(seed=0, shape=(64, 64, 64), spacing_mm=(3.5, 3.5, 3.5))
         >>> case["image"].shape, case["label"].shape
         ((4, 64, 64, 64), (64, 64, 64))
 
