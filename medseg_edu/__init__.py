@@ -1,2 +1,68 @@
-"""medseg_edu: the library behind the medseg-edu course on medical image segmentation."""
+"""medseg_edu: the library behind the medseg-edu course on medical image segmentation.
+
+Everything public is available from the top level (``from medseg_edu import dice_score, UNet``) as
+well as from its own module (``from medseg_edu.metrics import dice_score``). The top-level names
+are imported on first use, so ``import medseg_edu`` stays fast and a command that needs only the
+data tools does not load PyTorch.
+
+Modules, in the order the course meets them:
+    data (io, phantoms, datasets, splits), registration, transforms, models, training, inference,
+    interpret, losses, metrics, clinical, viz, widgets.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, List
+
 __version__ = "0.1.0"
+
+# module -> the public names re-exported at the top level (tests/test_api.py keeps this in sync)
+_EXPORTS = {
+    "medseg_edu.data.io": ["BRAIN_CHANNELS", "BRAIN_LABELS", "load_nifti", "save_nifti", "load_brain_case",
+                           "list_brain_cases", "write_msd_dataset_json", "read_dataset_json", "load_skin_case",
+                           "list_skin_cases", "save_skin_case"],
+    "medseg_edu.data.phantoms": ["make_brain_case", "write_brain_dataset", "make_skin_case",
+                                 "write_skin_dataset", "builtin_brain", "builtin_skin"],
+    "medseg_edu.data.datasets": ["sample_patch", "BrainVolumes", "BrainSlices", "BrainPatches", "SkinImages"],
+    "medseg_edu.data.splits": ["patient_split", "patient_kfold", "check_no_leakage", "site_split"],
+    "medseg_edu.registration": ["rigid_matrix", "resample", "ncc_score", "joint_histogram",
+                                "mutual_information_score", "register_rigid", "register_affine",
+                                "transform_error"],
+    "medseg_edu.transforms": ["random_flip", "random_rot90", "random_affine", "random_elastic",
+                              "zscore_normalise", "percentile_clip", "random_gamma", "random_noise",
+                              "random_bias_field", "compose", "brain_augmentation", "skin_augmentation"],
+    "medseg_edu.models": ["UNet", "UNetPlusPlus", "PSPNet", "count_parameters", "deep_supervision_loss",
+                          "load_pretrained"],
+    "medseg_edu.training": ["History", "seed_everything", "pick_device", "fit", "plot_history"],
+    "medseg_edu.inference": ["sliding_window_inference", "predict_slices", "flip_tta", "mc_dropout",
+                             "probs_to_labels"],
+    "medseg_edu.interpret": ["cam", "grad_cam", "overlay_cam"],
+    "medseg_edu.losses": ["soft_dice_loss", "dice_ce_loss", "dice_bce_loss", "focal_loss", "tversky_loss",
+                          "DiceLoss", "DiceCELoss", "DiceBCELoss", "FocalLoss", "TverskyLoss"],
+    "medseg_edu.metrics": ["confusion_counts", "dice_score", "iou_score", "sensitivity_score",
+                           "specificity_score", "precision_score", "per_class_scores", "brats_regions",
+                           "volume_ml", "volume_error", "evaluate", "surface_distances", "hd95_distance",
+                           "hausdorff_distance", "assd_distance", "surface_dice_score", "surface_metrics"],
+    "medseg_edu.clinical": ["roc_curve_points", "pr_curve_points", "roc_auc_score", "average_precision_score",
+                            "threshold_for_sensitivity", "find_optimal_threshold", "bootstrap_ci",
+                            "subgroup_table", "subgroup_gap", "net_benefit", "decision_curve"],
+    "medseg_edu.viz": ["show_case", "draw_slice", "overlay", "show_skin_montage", "compare_predictions"],
+    "medseg_edu.widgets": ["slice_viewer"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["__version__", *_WHERE]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module the first time it is used."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medseg_edu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
