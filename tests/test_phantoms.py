@@ -172,13 +172,14 @@ def test_recorded_misalignment_maps_reference_to_moving():
 
 
 def test_follow_up_scans_share_the_patient(tmp_path):
-    root = write_brain_dataset(tmp_path / "fu", cases=3, seed=1, cases_per_patient=2, **SMALL)
+    root = write_brain_dataset(tmp_path / "fu", cases=3, seed=1, cases_per_patient=2, site=["A", "C"], **SMALL)
     rows = [line.split("\t") for line in (root / "participants.tsv").read_text().splitlines()]
     header, rows = rows[0], rows[1:]
     assert header[:5] == ["case_id", "patient_id", "site", "age", "sex"]
     assert [r[0] for r in rows] == ["BRATS_001", "BRATS_002", "BRATS_003"]
     assert [r[1] for r in rows] == ["P001", "P001", "P002"]
     assert rows[0][3:5] == rows[1][3:5]                               # same age and sex
+    assert [r[2] for r in rows] == ["A", "A", "C"]                    # patients take the sites in turn
     labels = [np.asarray(nib.load(root / "labelsTr" / f"{r[0]}.nii.gz").dataobj) for r in rows[:2]]
     assert (labels[1] > 0).sum() > (labels[0] > 0).sum()             # the tumour grew
 
@@ -187,7 +188,7 @@ def test_written_dataset_layout_and_bytes_are_deterministic(tmp_path):
     kwargs = dict(cases=2, seed=11, misalign=(3.0, 2.0), **SMALL)
     first = write_brain_dataset(tmp_path / "a", **kwargs)
     second = write_brain_dataset(tmp_path / "b", **kwargs)
-    other = write_brain_dataset(tmp_path / "c", **{**kwargs, "seed": 12})
+    other = write_brain_dataset(tmp_path / "c", **{**kwargs, "cases": 1, "seed": 12})
     assert _hashes(first) == _hashes(second)
     assert _hashes(first)["imagesTr/BRATS_001.nii.gz"] != _hashes(other)["imagesTr/BRATS_001.nii.gz"]
     meta = json.loads((first / "dataset.json").read_text())
