@@ -28,13 +28,27 @@ def _shape(text: str) -> tuple:
     return parts
 
 
+def _floats(text: str) -> tuple:
+    try:
+        return tuple(float(p) for p in text.replace("x", ",").split(",") if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1.75,1.75,1.75, got {text!r}") from None
+
+
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from medseg_edu.data import phantoms
 
     if args.kind == "brain":
-        kwargs = {"cases": args.cases, "seed": args.seed, "site": args.site}
+        kwargs = {"cases": args.cases, "seed": args.seed, "site": args.site,
+                  "cases_per_patient": args.cases_per_patient}
         if args.shape:
             kwargs["shape"] = args.shape
+        if args.spacing:
+            kwargs["spacing_mm"] = args.spacing
+        if args.misalign:
+            if len(args.misalign) != 2:
+                raise ValueError(f"--misalign takes DEGREES,MM (two numbers), got {args.misalign}")
+            kwargs["misalign"] = args.misalign
         root = phantoms.write_brain_dataset(args.out, **kwargs)
     else:
         kwargs = {"images": args.cases, "seed": args.seed, "site": args.site}
@@ -44,7 +58,33 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
             kwargs["size"] = args.shape[0]
         root = phantoms.write_skin_dataset(args.out, **kwargs)
     print(f"wrote {args.kind} data set to {root}")
+    if args.preview:
+        print(f"wrote preview figure {_write_preview(args.kind, root)}")
     return 0
+
+
+def _write_preview(kind: str, root: Path) -> Path:
+    """preview.png next to the data: first brain case (4 sequences + label) or a skin montage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from medseg_edu import viz
+    from medseg_edu.data import io
+
+    if kind == "brain":
+        first = io.list_brain_cases(root).iloc[0]
+        figure = viz.show_case(io.load_brain_case(first.image_path, first.label_path))
+    else:
+        table = io.list_skin_cases(root).head(8)
+        cases = []
+        for row in table.itertuples():
+            case = io.load_skin_case(row.image_path, row.mask_path)
+            case["fitzpatrick"] = getattr(row, "fitzpatrick", None)
+            cases.append(case)
+        figure = viz.show_skin_montage(cases)
+    path = root / "preview.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -93,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="A", help="site/scanner profile (default: A)")
     p.add_argument("--shape", type=_shape, default=None,
                    help="brain: grid size like 128,128,128; skin: image size like 256")
+    p.add_argument("--spacing", type=_floats, default=None, help="brain: voxel size in mm, like 1.75,1.75,1.75")
+    p.add_argument("--misalign", type=_floats, default=None,
+                   help="brain: move FLAIR/T1gd/T2w by up to DEGREES,MM (week 1 registration)")
+    p.add_argument("--cases-per-patient", type=_positive_int, default=1, help="brain: follow-up scans per patient")
+    p.add_argument("--preview", action="store_true", help="also write preview.png (first case or a montage)")
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("fetch", help="download a real public data set (see --list)", add_help=False)
