@@ -256,14 +256,18 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
         for box in boxes:
             weight_sum[box] += weights
         output = None
+        # one buffer for a batch of windows, refilled for every batch (no allocation per batch)
+        buffer = torch.empty((min(sw_batch_size, len(jobs)), x.shape[1]) + roi, device=run_device,
+                             dtype=x.dtype)
         batch_starts = range(0, len(jobs), sw_batch_size)
         if progress:
             from medseg_edu.utils import progress as progress_bar
             batch_starts = progress_bar(batch_starts, desc="windows")
         for first in batch_starts:
             batch = jobs[first:first + sw_batch_size]
-            windows = torch.stack([x[(n, slice(None)) + box] for n, box in batch])
-            logits = _check_logits(model(windows), roi, "a window")
+            for i, (n, box) in enumerate(batch):
+                buffer[i].copy_(x[(n, slice(None)) + box])
+            logits = _check_logits(model(buffer[:len(batch)]), roi, "a window")
             if output is None:
                 output = torch.zeros((n_images, logits.shape[1]) + padded_spatial,
                                      device=run_device, dtype=dtype)
