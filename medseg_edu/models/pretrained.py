@@ -1,0 +1,102 @@
+"""Networks already trained on the built-in phantoms, shipped inside the package (a few MB in all).
+
+Each checkpoint ``medseg_edu/pretrained/<name>.pt`` (weights stored in float16 to stay small) has a
+sidecar ``<name>.json`` that records how it was made: the network's configuration, the data
+(arguments of ``builtin_brain`` / ``builtin_skin``), the input preprocessing, the seed, the training
+settings and time, and the metrics reached on held-out patients. ``scripts/train_pretrained.py``
+recreates every file.
+
+Lessons use them so that a graded cell or an inference lesson never waits for training.
+
+Taught in week 3 (loading a trained network) and week 4 (whole-volume inference).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Union
+
+import pandas as pd
+import torch
+from torch import nn
+
+from medseg_edu.models.unet import UNet
+
+__all__ = ["PRETRAINED_DIR", "list_pretrained", "pretrained_info", "load_pretrained"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def _available() -> list[str]:
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.json") if (PRETRAINED_DIR / f"{p.stem}.pt").is_file())
+
+
+def pretrained_info(name: str) -> dict[str, Any]:
+    """The JSON sidecar of one checkpoint: model config, data, preprocessing, training, metrics.
+
+    Shape: a name -> a dict (keys ``name``, ``description``, ``model``, ``data``, ``preprocessing``,
+    ``seed``, ``training``, ``metrics``, ``command``).
+
+    Taught in week 3.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    available = _available()
+    if name not in available:
+        raise ValueError(f"unknown pretrained model {name!r}; available: {', '.join(available) or 'none'}")
+    return json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+
+
+def list_pretrained() -> pd.DataFrame:
+    """One row per shipped checkpoint: name, description, input, held-out metric and file size.
+
+    Shape: a DataFrame with columns name, description, spatial_dims, in_channels, out_channels,
+    features, heldout, size_kb.
+
+    Example:
+        >>> list_pretrained()["name"].tolist()        # doctest: +SKIP
+        ['brain2d_unet', 'brain3d_unet', 'skin2d_unet']
+
+    Taught in week 3.
+    """
+    rows = []
+    for name in _available():
+        info = pretrained_info(name)
+        model = info["model"]
+        rows.append({"name": name, "description": info["description"],
+                     "spatial_dims": model["spatial_dims"], "in_channels": model["in_channels"],
+                     "out_channels": model["out_channels"], "features": tuple(model["features"]),
+                     "heldout": ", ".join(f"{k} {v:.3f}" for k, v in info["metrics"].items()
+                                          if isinstance(v, (int, float))),
+                     "size_kb": round((PRETRAINED_DIR / f"{name}.pt").stat().st_size / 1024, 1)})
+    return pd.DataFrame(rows, columns=["name", "description", "spatial_dims", "in_channels", "out_channels",
+                                       "features", "heldout", "size_kb"])
+
+
+def load_pretrained(name: str, *, device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """Build the network recorded in the sidecar of ``name`` and load its weights (float32, eval mode).
+
+    Read ``pretrained_info(name)["preprocessing"]`` for the input the network expects (e.g. brain
+    channels z-scored inside the brain, on a 64^3 grid of 3 mm voxels).
+
+    Shape: the returned model maps ``(N, in_channels, *spatial)`` -> logits ``(N, out_channels, *spatial)``.
+
+    Example:
+        >>> net = load_pretrained("brain2d_unet")
+        >>> net(torch.zeros(1, 4, 64, 64)).shape
+        torch.Size([1, 4, 64, 64])
+
+    Raises:
+        ValueError: for an unknown name (the message lists the available ones).
+
+    Taught in week 3.
+    """
+    info = pretrained_info(name)
+    config = info["model"]
+    if config.get("class", "UNet") != "UNet":
+        raise ValueError(f"pretrained model {name!r} has class {config['class']!r}; only 'UNet' is supported")
+    model = UNet(config["spatial_dims"], config["in_channels"], config["out_channels"],
+                 features=tuple(config["features"]), **config.get("options", {}))
+    state = torch.load(PRETRAINED_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict({key: value.float() for key, value in state.items()})
+    return model.to(device).eval()
