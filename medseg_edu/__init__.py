@@ -32,7 +32,7 @@ _EXPORTS = {
                               "zscore_normalise", "percentile_clip", "random_gamma", "random_noise",
                               "random_bias_field", "compose", "brain_augmentation", "skin_augmentation"],
     "medseg_edu.models": ["UNet", "UNetPlusPlus", "PSPNet", "count_parameters", "deep_supervision_loss",
-                          "load_pretrained"],
+                          "load_pretrained", "list_pretrained", "pretrained_info"],
     "medseg_edu.training": ["History", "seed_everything", "pick_device", "fit", "plot_history"],
     "medseg_edu.inference": ["sliding_window_inference", "predict_slices", "flip_tta", "mc_dropout",
                              "probs_to_labels"],

@@ -10,12 +10,7 @@ from .pspnet import PSPNet
 from .unet import (AttentionGate, DecoderStep, DoubleConv, EncoderStep, UNet, count_parameters,
                    deep_supervision_loss)
 from .unetpp import UNetPlusPlus
-
-# load_pretrained lives in models/pretrained.py (added separately); re-exported here when present.
-try:
-    from .pretrained import load_pretrained  # noqa: F401
-except ImportError:  # pragma: no cover - until pretrained.py exists
-    pass
+from .pretrained import list_pretrained, load_pretrained, pretrained_info
 
 __all__ = [
     "UNet",
@@ -27,6 +22,7 @@ __all__ = [
     "AttentionGate",
     "deep_supervision_loss",
     "count_parameters",
+    "load_pretrained",
+    "list_pretrained",
+    "pretrained_info",
 ]
-if "load_pretrained" in globals():
-    __all__.append("load_pretrained")
