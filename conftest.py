@@ -8,3 +8,5 @@ import os
 os.environ.setdefault("MEDSEG_FAST", "1")
 os.environ.setdefault("MEDSEG_QUIET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# See medseg_edu/__init__.py: spinning OpenMP threads slow torch down badly on 2 shared cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

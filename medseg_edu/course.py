@@ -63,8 +63,10 @@ def setup_cell_source() -> str:
     return f'''# Set-up: run this cell first. On Google Colab it installs the course package (Colab's own
 # PyTorch is kept: medseg-edu only asks for torch>=2.1). Elsewhere it only checks the set-up.
 import importlib.util
+import os
 import sys
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CPU threads wait without spinning (faster on 2 cores)
 if "google.colab" in sys.modules and importlib.util.find_spec("medseg_edu") is None:
     %pip install --quiet "{colab_install_requirement()}"
     print("Installed medseg-edu. If an import below fails, use Runtime > Restart session, then run again.")
