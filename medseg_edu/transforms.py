@@ -303,18 +303,33 @@ def zscore_normalise(image: np.ndarray, *, mask: Optional[np.ndarray] = None) ->
     return out
 
 
-def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
-    """Clip each channel to its ``lower`` and ``upper`` percentiles over all its voxels (tames outliers).
+def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.5,
+                    mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Clip each channel to its ``lower`` and ``upper`` percentiles (tames outliers).
 
-    Shape: image (C, *spatial) -> (C, *spatial) float32.
+    The percentiles are taken over the voxels in ``mask`` (*spatial, bool), or over all voxels when
+    ``mask`` is None. For skull-stripped MRI pass the brain mask (e.g. ``np.any(image > 0, axis=0)``):
+    otherwise the zero background dominates the low percentiles and the lower clip is always 0.
+    Every voxel is clipped, inside the mask or not.
+
+    Shape: image (C, *spatial), mask (*spatial) -> (C, *spatial) float32.
     Taught in week 2.
     """
     image = _check_image(image)
     if not 0.0 <= lower < upper <= 100.0:
         raise ValueError(f"lower and upper must satisfy 0 <= lower < upper <= 100, got {lower} and {upper}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != image.shape[1:]:
+            raise ValueError(f"mask must have the spatial shape of image, got mask shape {mask.shape} "
+                             f"and image shape {image.shape}")
+        mask = mask.astype(bool)
+        if not mask.any():
+            raise ValueError("mask is empty: no voxels to take percentiles over")
     out = np.empty_like(image)
     for c, channel in enumerate(image):
-        low, high = np.percentile(channel, [lower, upper])
+        values = channel[mask] if mask is not None else channel
+        low, high = np.percentile(values, [lower, upper])
         out[c] = np.clip(channel, low, high)
     return out
 

@@ -298,3 +298,21 @@ def test_brain_preset_refuses_wrong_spatial_dims():
     image, label = blob_case((24, 20))
     with pytest.raises(ValueError, match=r"built for spatial_dims=3, got a label of shape \(24, 20\)"):
         T.brain_augmentation(3)(image, label, np.random.default_rng(0))
+
+
+def test_percentile_clip_with_mask_ignores_the_background():
+    # brain values 1..100 inside a mask, zero background outside (most of the image)
+    image = np.zeros((1, 20, 20), dtype=np.float32)
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[5:15, 5:15] = True
+    image[0][mask] = np.arange(1, 101, dtype=np.float32)
+    out = T.percentile_clip(image, lower=10, upper=90, mask=mask)
+    low, high = np.percentile(np.arange(1, 101), [10, 90])   # 10.9 and 90.1 by numpy's linear rule
+    assert np.isclose(out[0][mask].min(), low) and np.isclose(out[0][mask].max(), high)
+    assert np.isclose(out[0][~mask].min(), low)              # background is clipped up too
+    without = T.percentile_clip(image, lower=10, upper=90)
+    assert without[0].min() == 0.0                            # the pitfall the mask avoids
+    with pytest.raises(ValueError, match="mask must have the spatial shape"):
+        T.percentile_clip(image, mask=np.ones((3, 3), bool))
+    with pytest.raises(ValueError, match="mask is empty"):
+        T.percentile_clip(image, mask=np.zeros((20, 20), bool))
