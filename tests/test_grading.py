@@ -136,37 +136,56 @@ def test_grade_errors_are_clear(course, tmp_path):
         grading.grade_notebook(broken, source=course)
 
 
-@pytest.mark.slow
-def test_real_nbgrader_round_trip(course, tmp_path):
-    """nbgrader generate_assignment + autograde on the same notebook: solution full, blank zero."""
+def _nbgrader_round_trip(tmp_path, notebook):
+    """nbgrader generate_assignment + autograde of one notebook; returns (released path, passed test cells
+    per student, number of graded test cells). Students: "solution" (the instructor notebook) and
+    "blank" (the released version, untouched)."""
     nbgrader = shutil.which("nbgrader") or str(Path(sys.executable).parent / "nbgrader")
     root = tmp_path / "nbgrader_course"
-    (root / "source" / "week0").mkdir(parents=True)
-    shutil.copy(course / "week0_toy.ipynb", root / "source" / "week0" / "week0_toy.ipynb")
+    (root / "source" / "assignment").mkdir(parents=True)
+    shutil.copy(notebook, root / "source" / "assignment" / notebook.name)
     (root / "nbgrader_config.py").write_text(
-        "c = get_config()\nc.CourseDirectory.root = %r\nc.CourseDirectory.db_assignments = [{'name': 'week0'}]\n"
-        "c.CourseDirectory.db_students = [{'id': 'solution'}, {'id': 'blank'}]\n" % str(root))
+        "c = get_config()\nc.CourseDirectory.root = %r\nc.CourseDirectory.db_assignments = [{'name': 'assignment'}]\n"
+        "c.CourseDirectory.db_students = [{'id': 'solution'}, {'id': 'blank'}]\n"
+        "c.ExecutePreprocessor.timeout = 300\n" % str(root))
 
     def run(*args):
-        result = subprocess.run([nbgrader, *args], cwd=root, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([nbgrader, *args], cwd=root, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    run("generate_assignment", "week0", "--force")
-    released = root / "release" / "week0" / "week0_toy.ipynb"
+    run("generate_assignment", "assignment", "--force")
+    released = root / "release" / "assignment" / notebook.name
     assert "BEGIN HIDDEN TESTS" not in released.read_text()
-    for student, notebook in (("solution", course / "week0_toy.ipynb"), ("blank", released)):
-        target = root / "submitted" / student / "week0"
+    for student, submitted in (("solution", notebook), ("blank", released)):
+        target = root / "submitted" / student / "assignment"
         target.mkdir(parents=True)
-        shutil.copy(notebook, target / "week0_toy.ipynb")
+        shutil.copy(submitted, target / notebook.name)
         (target / "timestamp.txt").write_text("2026-11-25 12:00:00.000000 UTC")
-    run("autograde", "week0", "--force")
-    scores = {}
+    run("autograde", "assignment", "--force")
+    passed = {}
     for student in ("solution", "blank"):
-        graded = nbformat.read(root / "autograded" / student / "week0" / "week0_toy.ipynb", as_version=4)
-        scores[student] = sum(1 for c in graded.cells
-                              if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-                              and not any(o.get("output_type") == "error" for o in c.get("outputs", [])))
-    assert scores == {"solution": 2, "blank": 0}
-    # our own grader agrees with nbgrader on both
-    ours = grading.grade_notebook(released, source=course)
-    assert ours["score"] == 0
+        graded = nbformat.read(root / "autograded" / student / "assignment" / notebook.name, as_version=4)
+        tests = [c for c in graded.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+        passed[student] = sum(1 for c in tests if not any(o.get("output_type") == "error" for o in c.outputs))
+    return released, passed, len(tests)
+
+
+@pytest.mark.slow
+def test_real_nbgrader_round_trip(course, tmp_path):
+    """On the toy notebook: nbgrader gives the solution full marks and the blank version zero; so do we."""
+    released, passed, n_tests = _nbgrader_round_trip(tmp_path, course / "week0_toy.ipynb")
+    assert passed == {"solution": n_tests, "blank": 0} and n_tests == 2
+    assert grading.grade_notebook(released, source=course)["score"] == 0
+
+
+@pytest.mark.slow
+def test_nbgrader_round_trip_on_a_course_week(tmp_path, monkeypatch):
+    """The same round trip on week 1 of the course, in fast mode, and our grader agrees."""
+    monkeypatch.setenv("MEDSEG_FAST", "1")
+    week = Path(__file__).resolve().parents[1] / "course" / "week1_registration.ipynb"
+    released, passed, n_tests = _nbgrader_round_trip(tmp_path, week)
+    assert n_tests >= 3 and passed == {"solution": n_tests, "blank": 0}
+    ours = grading.grade_notebook(week, source=week, student="solution")
+    assert ours["score"] == ours["max_score"] > 0
+    blank = grading.grade_notebook(released, source=week, student="blank")
+    assert blank["score"] == 0 and len(blank["exercises"]) == n_tests
