@@ -21,6 +21,7 @@ import copy
 import csv
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -168,11 +169,22 @@ def merge_submission(source: nbformat.NotebookNode, submission: nbformat.Noteboo
     return merged
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _cell_error(cell) -> Optional[str]:
+    """"ErrorName: message" of the cell's error output (None when it ran cleanly). A bare ``assert``
+    has no message, so then the failing line (the traceback's ``---->`` line) is quoted instead."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             value = str(output.get("evalue", "")).strip().splitlines()
-            return f"{output.get('ename', 'Error')}: {value[0] if value else ''}"[:300]
+            message = value[0] if value else ""
+            if not message:
+                arrows = [_ANSI.sub("", line) for frame in output.get("traceback", [])
+                          for line in frame.splitlines() if "---->" in _ANSI.sub("", line)]
+                if arrows:
+                    message = "failed at: " + arrows[-1].split("---->", 1)[1].strip().lstrip("0123456789 ")
+            return f"{output.get('ename', 'Error')}: {message}"[:300]
     return None
 
 

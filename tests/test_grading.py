@@ -189,3 +189,15 @@ def test_nbgrader_round_trip_on_a_course_week(tmp_path, monkeypatch):
     assert ours["score"] == ours["max_score"] > 0
     blank = grading.grade_notebook(released, source=week, student="blank")
     assert blank["score"] == 0 and len(blank["exercises"]) == n_tests
+
+
+@pytest.mark.slow
+def test_feedback_quotes_a_bare_failing_assert(course, tmp_path):
+    nb = toy_notebook()
+    _answer(nb, "double", "def double(x):\n    return x * x")
+    path = tmp_path / "carol.ipynb"
+    nbformat.write(nb, path)
+    report = grading.grade_notebook(path, source=course)
+    feedback = {e["grade_id"]: e["feedback"] for e in report["exercises"]}
+    assert feedback["test_double"] == "AssertionError: failed at: assert double(2) == 4"
+    assert feedback["test_mean_of"] == "passed" and report["score"] == 3
