@@ -194,7 +194,7 @@ def test_nbgrader_round_trip_on_a_course_week(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_feedback_quotes_a_bare_failing_assert(course, tmp_path):
     nb = toy_notebook()
-    _answer(nb, "double", "def double(x):\n    return x * x")
+    _answer(nb, "double", "def double(x):\n    return x + 1")
     path = tmp_path / "carol.ipynb"
     nbformat.write(nb, path)
     report = grading.grade_notebook(path, source=course)
