@@ -272,6 +272,18 @@ def random_elastic(image: np.ndarray, label: np.ndarray, *, rng: np.random.Gener
 
 
 # ---------------------------------------------------------------------------- intensity transforms
+def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A non-empty boolean (*spatial) mask matching image (C, *spatial), else ValueError."""
+    mask = np.asarray(mask)
+    if mask.shape != image.shape[1:]:
+        raise ValueError(f"mask must have the spatial shape of image, got mask shape {mask.shape} "
+                         f"and image shape {image.shape}")
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError("mask is empty (no foreground voxel): no voxels to compute statistics over")
+    return mask
+
+
 def zscore_normalise(image: np.ndarray, *, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Standardise each channel to mean 0, standard deviation 1 inside ``mask``; outside set to 0.
 
@@ -283,15 +295,7 @@ def zscore_normalise(image: np.ndarray, *, mask: Optional[np.ndarray] = None) ->
     Taught in week 2.
     """
     image = _check_image(image)
-    if mask is None:
-        mask = np.any(image > 0, axis=0)
-    mask = np.asarray(mask)
-    if mask.shape != image.shape[1:]:
-        raise ValueError(f"mask must have the spatial shape of image, got mask shape {mask.shape} "
-                         f"and image shape {image.shape}")
-    mask = mask.astype(bool)
-    if not mask.any():
-        raise ValueError("mask is empty (no foreground voxel): cannot compute mean and std")
+    mask = _check_mask(np.any(image > 0, axis=0) if mask is None else mask, image)
     out = np.zeros_like(image)
     for c, channel in enumerate(image):
         values = channel[mask].astype(np.float64)
@@ -319,13 +323,7 @@ def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.
     if not 0.0 <= lower < upper <= 100.0:
         raise ValueError(f"lower and upper must satisfy 0 <= lower < upper <= 100, got {lower} and {upper}")
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != image.shape[1:]:
-            raise ValueError(f"mask must have the spatial shape of image, got mask shape {mask.shape} "
-                             f"and image shape {image.shape}")
-        mask = mask.astype(bool)
-        if not mask.any():
-            raise ValueError("mask is empty: no voxels to take percentiles over")
+        mask = _check_mask(mask, image)
     out = np.empty_like(image)
     for c, channel in enumerate(image):
         values = channel[mask] if mask is not None else channel
