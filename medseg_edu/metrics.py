@@ -273,7 +273,7 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     pred or target is empty in that region).
 
     Shape: preds, targets sequences of (*spatial) arrays -> (table, summary) DataFrames.
-    Taught in week 5.
+    Taught in week 4 (used again in weeks 2, 5 and 6).
     """
     _check_choice(empty, _EVALUATE_POLICIES, "empty")
     _check_tolerance(tolerance_mm)

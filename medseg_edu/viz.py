@@ -307,7 +307,7 @@ def compare_predictions(image2d: np.ndarray, target2d: np.ndarray, pred2d: np.nd
     wrong class (both > 0, different values) orange; the title counts them in pixels.
 
     Shape: image2d (A, B) or (3, A, B), target2d (A, B), pred2d (A, B) -> Figure with 3 Axes.
-    Taught in week 4.
+    Taught in week 3.
     """
     target2d, pred2d = np.asarray(target2d), np.asarray(pred2d)
     if target2d.shape != pred2d.shape:

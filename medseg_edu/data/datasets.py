@@ -9,7 +9,7 @@ Every item is a dict ``{"image": float32 (C, *spatial), "label": int64 (1, *spat
 (image channel-first, label without channel axis), e.g. from ``medseg_edu.transforms``; it is applied
 to each item after slicing/patching/resizing, so random augmentation differs on every access.
 
-Taught in week 2 (volumes, slices, patches) and week 5 (skin images).
+Taught in week 2 (volumes, slices, patches) and week 3 (skin images; used again in weeks 4 and 6).
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def resize_image_and_label(image: np.ndarray, label: np.ndarray, *,
 
     Shape: image (C, H, W), label (H, W) -> image (C, *size) float32, label (*size) same dtype.
 
-    Taught in week 5.
+    Taught in week 3.
     """
     image = np.asarray(image)
     label = np.asarray(label)
@@ -351,7 +351,7 @@ class SkinImages(Dataset):
     Shape: item image (3, H, W) float32 in [0, 1], label (1, H, W) int64 in {0, 1}, plus "case_id"
     (the ISIC image id).
 
-    Taught in week 5.
+    Taught in week 3.
     """
 
     def __init__(self, cases: CasesLike, *, size: Optional[tuple[int, int]] = None,

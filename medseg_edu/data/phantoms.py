@@ -5,7 +5,7 @@ This module gathers the two generators (``brain_phantom`` and ``skin_phantom``) 
 (``MEDSEG_DATA``, default ``~/.cache/medseg-edu``) and reuse it on every later call, so a notebook
 does not regenerate its data each time it runs.
 
-Taught in week 1 (brain) and week 5 (skin).
+Taught in week 1 (brain) and week 3 (skin).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def builtin_skin(**kwargs: Any) -> Path:
 
     Shape: a folder in the ISIC layout (see ``write_skin_dataset``).
 
-    Taught in week 5.
+    Taught in week 3 (used again in weeks 4 and 6).
     """
     from medseg_edu.data.skin_phantom import write_skin_dataset as writer
 
