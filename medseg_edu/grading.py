@@ -192,33 +192,25 @@ def _execute(nb: nbformat.NotebookNode, *, timeout_s: float, workdir: Path) -> n
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    env_backup = os.environ.get("MEDSEG_FAST")
-    os.environ["MEDSEG_FAST"] = "1"  # graded runs never train long; the kernel inherits this
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True,
                             error_on_timeout={"ename": "TimeoutError",
                                               "evalue": f"cell ran longer than {timeout_s:g} s"},
                             resources={"metadata": {"path": str(workdir)}})
-    try:
-        with client.setup_kernel():
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                try:
-                    client.execute_cell(cell, index)
-                except DeadKernelError:
-                    cell.outputs = [nbformat.v4.new_output("error", ename="DeadKernelError",
-                                                           evalue="the kernel died in this cell",
-                                                           traceback=[])]
-                    client.km.restart_kernel()
-                    client.kc = client.km.client()
-                    client.kc.start_channels()
-                    client.kc.wait_for_ready(timeout=60)
-    finally:
-        if env_backup is None:
-            os.environ.pop("MEDSEG_FAST", None)
-        else:
-            os.environ["MEDSEG_FAST"] = env_backup
+    # Graded runs never train long: the kernel (and only the kernel) runs in fast mode.
+    with client.setup_kernel(env={**os.environ, "MEDSEG_FAST": "1"}):
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except DeadKernelError:
+                cell.outputs = [nbformat.v4.new_output("error", ename="DeadKernelError",
+                                                       evalue="the kernel died in this cell", traceback=[])]
+                client.km.restart_kernel()
+                client.kc = client.km.client()
+                client.kc.start_channels()
+                client.kc.wait_for_ready(timeout=60)
     return nb
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from medseg_edu.checks.week5 import reference_drop_ci
 from medseg_edu.clinical import bootstrap_ci
 from medseg_edu.metrics import dice_score
 
@@ -90,14 +91,8 @@ def reference_gap_ci(best: Sequence[float], worst: Sequence[float], *, n_resampl
 
     Taught in week 6.
     """
-    best = np.asarray(best, dtype=np.float64)
-    worst = np.asarray(worst, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    best_means = best[rng.integers(0, best.size, size=(n_resamples, best.size))].mean(axis=1)
-    worst_means = worst[rng.integers(0, worst.size, size=(n_resamples, worst.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(best_means - worst_means, [100 * alpha, 100 * (1 - alpha)])
-    return float(best.mean() - worst.mean()), float(low), float(high)
+    # The same two-group bootstrap as week 5's drop between sites.
+    return reference_drop_ci(best, worst, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def reference_pairwise_dice(masks: dict) -> pd.DataFrame:
