@@ -6,7 +6,7 @@ are imported on first use, so ``import medseg_edu`` stays fast and a command tha
 data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
-    data (io, phantoms, datasets, splits), registration, transforms, models, training, inference,
+    data (nifti, io, phantoms, datasets, splits), registration, transforms, models, training, inference,
     interpret, losses, metrics, clinical, viz, widgets.
 """
 from __future__ import annotations
@@ -25,9 +25,10 @@ __version__ = "0.1.0"
 
 # module -> the public names re-exported at the top level (tests/test_api.py keeps this in sync)
 _EXPORTS = {
-    "medseg_edu.data.io": ["BRAIN_CHANNELS", "BRAIN_LABELS", "load_nifti", "save_nifti", "load_brain_case",
-                           "list_brain_cases", "write_msd_dataset_json", "read_dataset_json", "load_skin_case",
-                           "list_skin_cases", "save_skin_case"],
+    "medseg_edu.data.nifti": ["load_nifti", "save_nifti"],
+    "medseg_edu.data.io": ["BRAIN_CHANNELS", "BRAIN_LABELS", "load_brain_case", "list_brain_cases",
+                           "write_msd_dataset_json", "read_dataset_json", "load_skin_case", "list_skin_cases",
+                           "save_skin_case"],
     "medseg_edu.data.phantoms": ["make_brain_case", "write_brain_dataset", "make_skin_case",
                                  "write_skin_dataset", "builtin_brain", "builtin_skin"],
     "medseg_edu.data.datasets": ["sample_patch", "BrainVolumes", "BrainSlices", "BrainPatches", "SkinImages"],

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medseg_edu.data.io import list_brain_cases, load_brain_case, save_nifti
+from medseg_edu.data.io import list_brain_cases, load_brain_case
+from medseg_edu.data.nifti import save_nifti
 from medseg_edu.data.datasets import select_slices
 from medseg_edu.data.phantoms import builtin_brain
 from medseg_edu.data.splits import check_no_leakage, patient_split

@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from medseg_edu.data.io import save_nifti, save_skin_case
+from medseg_edu.data.io import save_skin_case
+from medseg_edu.data.nifti import save_nifti
 
 SPACING_MM = (1.0, 1.5, 2.0)
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from medseg_edu.data.io import list_brain_cases, load_brain_case, load_nifti
+from medseg_edu.data.io import list_brain_cases, load_brain_case
+from medseg_edu.data.nifti import load_nifti
 from medseg_edu.demo import SliceTensors, run_demo, stack_training_slices
 
 

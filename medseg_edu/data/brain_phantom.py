@@ -608,7 +608,8 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
 
     Taught in week 1.
     """
-    from medseg_edu.data.io import save_nifti, write_msd_dataset_json
+    from medseg_edu.data.io import write_msd_dataset_json
+    from medseg_edu.data.nifti import save_nifti
 
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise ValueError(f"cases must be an integer >= 1, got {cases!r}")

@@ -1,10 +1,14 @@
-"""Reading and writing the course's data: NIfTI volumes (MSD Task01 layout) and skin images (ISIC layout).
+"""The course's two data-set layouts: brain MRI in the MSD Task01 layout and skin images in the ISIC layout.
 
-Every loader reads the file completely (so a corrupt file fails here, with its path, and not later
-inside a training loop), reorients NIfTI volumes to RAS and checks what it reads: shapes, geometry,
-label values, NaN/Inf. Every writer is atomic: a failed write leaves no partial file behind.
+Every loader reads its files completely (so a corrupt file fails here, with its path, and not later
+inside a training loop) and checks what it reads: shapes, geometry, label values, NaN/Inf. Every
+writer is atomic: a failed write leaves no partial file behind. Single NIfTI files (RAS orientation,
+affines, spacing) are read and written by :mod:`medseg_edu.data.nifti`.
 
-Taught in week 1 (NIfTI, affines, RAS orientation) and week 5 (skin images).
+Naming: ``case_id`` is the id of one brain case (``BRATS_001``) and ``image_id`` the id of one skin
+image (``ISIC_0000000``), as the MSD and ISIC data sets name them.
+
+Taught in week 1 (brain cases) and week 3 (skin images).
 """
 from __future__ import annotations
 
@@ -13,17 +17,15 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from medseg_edu.data.nifti import AFFINE_TOLERANCE, NIFTI_SUFFIXES, _strip_nifti_suffix, load_nifti
 from medseg_edu.utils import atomic_path
 
 __all__ = [
     "BRAIN_CHANNELS",
     "BRAIN_LABELS",
-    "load_nifti",
-    "save_nifti",
     "load_brain_case",
     "list_brain_cases",
     "write_msd_dataset_json",
@@ -40,113 +42,14 @@ BRAIN_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")
 #: Brain label values and their meaning.
 BRAIN_LABELS = {0: "background", 1: "edema", 2: "non-enhancing tumour", 3: "enhancing tumour"}
 
-AFFINE_TOLERANCE = 1e-3
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
 
 # --------------------------------------------------------------------------------------------
-# NIfTI
+# Brain MRI (MSD Task01 layout: imagesTr/<case>.nii.gz, labelsTr/<case>.nii.gz, dataset.json)
 # --------------------------------------------------------------------------------------------
-
-def _strip_nifti_suffix(name: str) -> str:
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
 
 def _is_junk(path: Path) -> bool:
     """macOS resource forks (``._BRATS_001.nii.gz``) and other hidden files in real archives."""
     return path.name.startswith(".")
-
-
-def load_nifti(path: PathLike) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Read a NIfTI file completely, reoriented to RAS.
-
-    The voxel axes are permuted and flipped (never resampled) with ``nibabel.as_closest_canonical``
-    so that increasing the index along axes 0, 1, 2 moves towards the patient's Right, Anterior and
-    Superior. The affine returned is the RAS one, so ``affine @ [i, j, k, 1]`` still gives each
-    voxel's world position in millimetres.
-
-    Shape: 3D file -> (X, Y, Z); 4D file -> (X, Y, Z, C) (channels stay last here).
-
-    Returns:
-        (array, affine 4x4 float64, spacing_mm) with ``spacing_mm`` one float per spatial axis.
-
-    Raises:
-        FileNotFoundError if ``path`` does not exist; ValueError naming the path if the file is
-        not a readable NIfTI (truncated, not gzip although named ``.gz``, ...).
-
-    Taught in week 1.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: no such NIfTI file: {path}")
-    try:
-        image = nib.load(str(path))
-        canonical = nib.as_closest_canonical(image)
-        array = np.asarray(canonical.dataobj)  # eager: a truncated file fails here, not later
-    except Exception as error:  # nibabel raises many types for corrupt files
-        raise ValueError(f"could not read NIfTI file {path}: {type(error).__name__}: {error}") from error
-    if array.ndim not in (3, 4):
-        raise ValueError(f"NIfTI file {path}: expected a 3D or 4D array, got shape {array.shape}")
-    affine = np.asarray(canonical.affine, dtype=np.float64)
-    spacing_mm = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-    return array, affine, spacing_mm
-
-
-def _check_affine(affine: Any, name: str = "affine") -> np.ndarray:
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (4, 4):
-        raise ValueError(f"{name} must be a 4x4 matrix, got shape {affine.shape}")
-    if not np.all(np.isfinite(affine)):
-        raise ValueError(f"{name} must contain only finite numbers, got {affine.tolist()}")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise ValueError(f"{name} must be invertible (non-zero voxel spacing), got {affine.tolist()}")
-    return affine
-
-
-def save_nifti(path: PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
-    """Write ``array`` with ``affine`` to a NIfTI file, atomically.
-
-    Integer and boolean arrays (labels, masks) are saved as uint8 (values must lie in 0..255);
-    floating arrays as float32 (values must be finite). Spatial units are set to millimetres, so
-    ``load_nifti`` returns the same affine and spacing.
-
-    Shape: array (X, Y, Z) or (X, Y, Z, C) (channels last, as in the MSD files); affine (4, 4).
-
-    Example:
-        >>> save_nifti("case.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))  # doctest: +SKIP
-
-    Taught in week 1.
-    """
-    array = np.asarray(array)
-    if array.ndim not in (3, 4):
-        raise ValueError(f"array must be 3D (X, Y, Z) or 4D (X, Y, Z, C), got shape {array.shape}")
-    affine = _check_affine(affine)
-    if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"integer array (a label map) must have values in 0..255 to be saved as uint8, "
-                             f"got range {array.min()}..{array.max()}")
-        data = array.astype(np.uint8)
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"array must contain only finite values, got {int(np.sum(~np.isfinite(array)))} "
-                             f"NaN/Inf values")
-        data = array.astype(np.float32)
-    else:
-        raise TypeError(f"array must be an integer, boolean or floating array, got dtype {array.dtype}")
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_data_dtype(data.dtype)
-    image.header.set_xyzt_units(xyz="mm")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    path = Path(path)
-    if not path.name.endswith(NIFTI_SUFFIXES):
-        raise ValueError(f"path must end with .nii.gz or .nii, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
-    return path
 
 
 def _check_labels(label: np.ndarray, *, path: Path, labels: Iterable[int]) -> np.ndarray:
@@ -268,7 +171,7 @@ def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
 
     Shape: one JSON object; ``training`` has one {"image", "label"} entry per case.
 
-    Taught in week 1.
+    Used in week 1 through `builtin_brain`.
     """
     root = Path(root)
     if case_ids is None:
@@ -304,7 +207,7 @@ def read_dataset_json(root: PathLike) -> dict[str, Any]:
 
     Shape: dict with at least name, modality, labels, numTraining, training.
 
-    Taught in week 1.
+    Not called by a notebook: for reading a real MSD folder after the course.
     """
     path = Path(root)
     if path.is_dir():
@@ -352,7 +255,7 @@ def load_skin_case(image_path: PathLike, mask_path: Optional[PathLike] = None) -
     Returns:
         dict with keys ``image``, ``label``, ``image_id`` (file name without extension).
 
-    Taught in week 5.
+    Taught in week 3.
     """
     image_path = Path(image_path)
     rgb = _read_pil(image_path, "RGB")
@@ -381,7 +284,7 @@ def list_skin_cases(root: PathLike) -> pd.DataFrame:
     Shape: one row per image; columns image_id, patient_id, site, fitzpatrick, image_path,
     mask_path (missing, ``pd.isna``, when there is no mask), plus any extra metadata.csv columns.
 
-    Taught in week 5.
+    Taught in week 3 (used again in weeks 4 and 6).
     """
     root = Path(root)
     images_dir = root / "images"
@@ -426,7 +329,7 @@ def save_skin_case(root: PathLike, image_id: str, image: np.ndarray, label: Opti
     Returns:
         (image path, mask path or None).
 
-    Taught in week 5.
+    Used in week 3 through `builtin_skin`.
     """
     from PIL import Image
 
