@@ -52,8 +52,9 @@ _EXPORTS = {
                            "volume_ml", "volume_error", "evaluate", "surface_distances", "hd95_distance",
                            "hausdorff_distance", "assd_distance", "surface_dice_score", "surface_metrics"],
     "medseg_edu.clinical": ["roc_curve_points", "pr_curve_points", "roc_auc_score", "average_precision_score",
-                            "threshold_for_sensitivity", "find_optimal_threshold", "bootstrap_ci",
-                            "subgroup_table", "subgroup_gap", "net_benefit", "decision_curve"],
+                            "threshold_for_sensitivity", "find_optimal_threshold", "net_benefit",
+                            "decision_curve"],
+    "medseg_edu.bootstrap": ["bootstrap_ci", "subgroup_table", "subgroup_gap"],
     "medseg_edu.viz": ["show_case", "draw_slice", "overlay", "show_skin_montage", "compare_predictions"],
     "medseg_edu.widgets": ["slice_viewer"],
 }

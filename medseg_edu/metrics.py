@@ -26,13 +26,13 @@ from typing import Any, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from medseg_edu.surface import (SCORE_EMPTY_POLICIES, _binary_pair, _as_binary, _check_choice,
-                                _check_spacing, _check_tolerance, _to_numpy, assd_distance,
-                                hausdorff_distance, hd95_distance, surface_dice_score,
-                                surface_distances, surface_metrics, surface_voxels)
+from medseg_edu.arguments import as_binary, binary_pair, check_choice, check_spacing, to_numpy
+from medseg_edu.surface import (SCORE_EMPTY_POLICIES, _check_tolerance, assd_distance, hausdorff_distance,
+                                hd95_distance, surface_dice_score, surface_distances, surface_metrics,
+                                surface_voxels)
 from medseg_edu.utils import progress
 
-__all__ = ["confusion_counts", "dice_score", "iou_score", "sensitivity_score", "specificity_score",
+__all__ = ["confusion_counts", "dice_score", "dice_from_counts", "iou_score", "sensitivity_score", "specificity_score",
            "precision_score", "per_class_scores", "brats_regions", "volume_ml", "volume_error",
            "evaluate", "surface_voxels", "surface_distances", "hd95_distance", "hausdorff_distance",
            "assd_distance", "surface_dice_score", "surface_metrics"]
@@ -51,7 +51,7 @@ def confusion_counts(pred: Any, target: Any) -> tuple[int, int, int, int]:
         >>> confusion_counts(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))
         (1, 1, 1, 1)
     """
-    pred, target = _binary_pair(pred, target)
+    pred, target = binary_pair(pred, target)
     # One pass over both arrays, block by block: each block of pred and target is read from memory once
     # and stays in the CPU cache for the three counts; TP goes into one small reused buffer instead
     # of a full-size temporary array. About as fast as a single np.count_nonzero(pred & target).
@@ -69,7 +69,7 @@ def confusion_counts(pred: Any, target: Any) -> tuple[int, int, int, int]:
 
 def _ratio(numerator: int, denominator: int, empty: str, undefined_because: str) -> float:
     """numerator / denominator, or the ``empty`` policy's value when the denominator is 0."""
-    _check_choice(empty, SCORE_EMPTY_POLICIES, "empty")
+    check_choice(empty, SCORE_EMPTY_POLICIES, "empty")
     if denominator:
         return numerator / denominator
     if empty == "raise":
@@ -89,7 +89,39 @@ def dice_score(pred: Any, target: Any, *, empty: str = "nan") -> float:
         0.5
     """
     tp, fp, fn, _ = confusion_counts(pred, target)
-    return _ratio(2 * tp, 2 * tp + fp + fn, empty, "pred and target are both empty")
+    return dice_from_counts(tp, fp, fn, empty=empty)
+
+
+def dice_from_counts(tp: Any, fp: Any, fn: Any, *, empty: str = "nan") -> Union[float, np.ndarray]:
+    """Dice 2 TP / (2 TP + FP + FN) from confusion counts: the one Dice formula of the package.
+
+    The counts may be ints, or arrays of one shape (numpy or torch) to get one Dice per element at
+    once: per threshold (``roc_curve_points``) or per case and class (the validation Dice of
+    ``fit``). Where 2 TP + FP + FN is 0 (pred and target both empty) the ``empty`` policy gives the
+    value, as in :func:`dice_score`.
+
+    Shape: tp, fp, fn ints -> float; arrays of one shape -> float64 array of that shape.
+
+    Example:
+        >>> dice_from_counts(1, 1, 1)
+        0.5
+        >>> dice_from_counts(np.array([1, 0]), np.array([1, 0]), np.array([1, 0]), empty="one").tolist()
+        [0.5, 1.0]
+
+    Used in week 3 through `fit` and in week 4 through `dice_score` and `roc_curve_points`.
+    """
+    check_choice(empty, SCORE_EMPTY_POLICIES, "empty")
+    counts = [to_numpy(c, name, allow_lists=True) for c, name in ((tp, "tp"), (fp, "fp"), (fn, "fn"))]
+    if any(c.shape != counts[0].shape for c in counts):
+        raise ValueError(f"tp, fp and fn must have the same shape, got {[c.shape for c in counts]}")
+    tp_, fp_, fn_ = (c.astype(np.float64) for c in counts)
+    if counts[0].ndim == 0:
+        return _ratio(2 * float(tp_), float(2 * tp_ + fp_ + fn_), empty, "pred and target are both empty")
+    denominator = 2 * tp_ + fp_ + fn_
+    if empty == "raise" and not denominator.all():
+        _ratio(0, 0, empty, "pred and target are both empty")
+    fill = {"nan": math.nan, "one": 1.0, "zero": 0.0, "raise": math.nan}[empty]
+    return np.where(denominator > 0, 2 * tp_ / np.maximum(denominator, 1), fill)
 
 
 def iou_score(pred: Any, target: Any, *, empty: str = "nan") -> float:
@@ -133,7 +165,7 @@ def precision_score(pred: Any, target: Any, *, empty: str = "nan") -> float:
 
 
 def _scores_from_counts(tp: int, fp: int, fn: int, tn: int, empty: str) -> dict[str, float]:
-    return {"dice": _ratio(2 * tp, 2 * tp + fp + fn, empty, "pred and target are both empty"),
+    return {"dice": dice_from_counts(tp, fp, fn, empty=empty),
             "iou": _ratio(tp, tp + fp + fn, empty, "pred and target are both empty"),
             "sensitivity": _ratio(tp, tp + fn, empty, "target is empty"),
             "specificity": _ratio(tn, tn + fp, empty, "target has no background voxel"),
@@ -143,7 +175,7 @@ def _scores_from_counts(tp: int, fp: int, fn: int, tn: int, empty: str) -> dict[
 # ----------------------------------------------------------------------------- label maps
 def _as_labels(x: Any, name: str, num_labels: int | None = None) -> np.ndarray:
     """Check that ``x`` is an integer label map (values in 0 .. num_labels - 1 when given)."""
-    x = _to_numpy(x, name)
+    x = to_numpy(x, name)
     if np.issubdtype(x.dtype, np.floating):
         if np.isnan(x).any():
             raise ValueError(f"{name} contains NaN; expected an integer label map")
@@ -199,8 +231,8 @@ def volume_ml(mask: Any, *, spacing_mm: Sequence[float]) -> float:
     Shape: mask (*spatial) bool or 0/1, spacing_mm of length mask.ndim -> float.
     Taught in week 4.
     """
-    mask = _as_binary(mask, "mask")
-    spacing = _check_spacing(spacing_mm, mask.ndim)
+    mask = as_binary(mask, "mask")
+    spacing = check_spacing(spacing_mm, mask.ndim)
     return float(np.count_nonzero(mask) * np.prod(spacing) / 1000.0)
 
 
@@ -212,7 +244,7 @@ def volume_error(pred: Any, target: Any, *, spacing_mm: Sequence[float]) -> dict
     Shape: pred, target (*spatial) bool or 0/1 -> dict(abs_ml, rel, signed_ml).
     Taught in week 4.
     """
-    pred, target = _binary_pair(pred, target)
+    pred, target = binary_pair(pred, target)
     v_pred, v_true = volume_ml(pred, spacing_mm=spacing_mm), volume_ml(target, spacing_mm=spacing_mm)
     signed = v_pred - v_true
     return {"abs_ml": abs(signed), "rel": abs(signed) / v_true if v_true > 0 else math.nan,
@@ -275,7 +307,7 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     Shape: preds, targets sequences of (*spatial) arrays -> (table, summary) DataFrames.
     Taught in week 4 (used again in weeks 2, 5 and 6).
     """
-    _check_choice(empty, _EVALUATE_POLICIES, "empty")
+    check_choice(empty, _EVALUATE_POLICIES, "empty")
     _check_tolerance(tolerance_mm)
     if not (isinstance(regions, str) and regions in ("brats", "binary")):
         if isinstance(regions, str) or not all(isinstance(k, (int, np.integer)) for k in regions):
@@ -292,8 +324,8 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     rows = []
     for i in progress(range(n_cases), desc="evaluate", total=n_cases):
         for region, pred, target in _region_masks(preds[i], targets[i], regions):
-            pred, target = _binary_pair(pred, target)
-            voxel_ml = float(np.prod(_check_spacing(spacings[i], pred.ndim))) / 1000.0
+            pred, target = binary_pair(pred, target)
+            voxel_ml = float(np.prod(check_spacing(spacings[i], pred.ndim))) / 1000.0
             tp, fp, fn, tn = confusion_counts(pred, target)
             n_pred, n_true = tp + fp, tp + fn          # voxel counts: the volumes come for free
             kind = _EMPTY_KIND[(n_pred > 0, n_true > 0)]

@@ -37,87 +37,24 @@ Speed: the masks are cropped to the bounding box of their union, the surfaces ar
 each voxel with its neighbours (array slicing, no scipy erosion), and nearest surface points are found
 with a k-d tree (``scipy.spatial.KDTree``) over the surface voxel coordinates in mm.
 
-The input checks shared with :mod:`medseg_edu.metrics` live here because metrics builds on this module.
+Input checks come from :mod:`medseg_edu.arguments`.
 """
 from __future__ import annotations
 
 import math
 import numbers
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.spatial import KDTree
+
+from medseg_edu.arguments import as_binary, binary_pair, check_choice, check_spacing
 
 __all__ = ["surface_voxels", "surface_distances", "hd95_distance", "hausdorff_distance",
            "assd_distance", "surface_dice_score", "surface_metrics"]
 
 DISTANCE_EMPTY_POLICIES = ("inf", "nan", "brats", "raise")
 SCORE_EMPTY_POLICIES = ("nan", "one", "zero", "raise")
-
-
-# ----------------------------------------------------------------------------- input checks
-def _to_numpy(x: Any, name: str) -> np.ndarray:
-    """Return ``x`` as a numpy array (torch tensors are detached and moved to the CPU)."""
-    if isinstance(x, np.ndarray):
-        return x
-    torch = sys.modules.get("torch")  # if torch was never imported, x cannot be a tensor
-    if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-
-
-def _as_binary(x: Any, name: str) -> np.ndarray:
-    """Check that ``x`` is a hard binary mask (bool or values 0/1) and return it as a bool array."""
-    x = _to_numpy(x, name)
-    if x.dtype == bool:
-        return x
-    if np.issubdtype(x.dtype, np.floating):
-        if np.isnan(x).any():
-            raise ValueError(f"{name} contains NaN; expected a binary mask")
-        low, high = x.min(initial=0.0), x.max(initial=0.0)
-        if np.count_nonzero((x != 0) & (x != 1)):
-            if low >= 0 and high <= 1:
-                raise ValueError(f"{name} looks like probabilities (float values between 0 and 1); "
-                                 f"threshold it first, e.g. {name} > 0.5")
-            raise ValueError(f"{name} looks like logits or an image (float values from {low:g} to "
-                             f"{high:g}); expected a binary mask: threshold or argmax it first")
-        return x != 0
-    if np.issubdtype(x.dtype, np.integer):
-        if x.size and (x.min() < 0 or x.max() > 1):
-            values = np.unique(x)[:10].tolist()
-            raise ValueError(f"{name} must be a binary mask (values 0 and 1), got values {values}; "
-                             "for a label map pick one region first, e.g. label == k or "
-                             "brats_regions(label)['WT']")
-        return x != 0
-    raise TypeError(f"{name} must hold bool, integer or float values, got dtype {x.dtype}")
-
-
-def _binary_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Both masks as bool arrays of the same shape."""
-    pred, target = _as_binary(pred, "pred"), _as_binary(target, "target")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {pred.shape} and {target.shape}")
-    return pred, target
-
-
-def _check_spacing(spacing_mm: Any, ndim: int) -> np.ndarray:
-    """``spacing_mm`` as a float array of length ``ndim`` with every value finite and > 0."""
-    try:
-        spacing = np.asarray(spacing_mm, dtype=np.float64)
-    except (TypeError, ValueError):
-        spacing = None
-    if spacing is None or spacing.ndim != 1 or len(spacing) != ndim:
-        raise ValueError(f"spacing_mm must be a sequence of {ndim} numbers (one per spatial axis, in mm), "
-                         f"got {spacing_mm!r}")
-    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"spacing_mm values must be finite and > 0, got {spacing_mm!r}")
-    return spacing
-
-
-def _check_choice(value: str, choices: Sequence[str], name: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- surfaces
@@ -147,7 +84,7 @@ def surface_voxels(mask: Any) -> np.ndarray:
                [1, 0, 1],
                [1, 1, 1]])
     """
-    return _surface_of(_as_binary(mask, "mask"))
+    return _surface_of(as_binary(mask, "mask"))
 
 
 def _union_box(pred: np.ndarray, target: np.ndarray) -> tuple[slice, ...] | None:
@@ -180,11 +117,11 @@ def surface_distances(pred: Any, target: Any, *,
     (n_target_surface,).
     Taught in week 4.
     """
-    pred, target = _binary_pair(pred, target)
+    pred, target = binary_pair(pred, target)
     if pred.ndim not in (2, 3):
         raise ValueError(f"pred and target must be 2D or 3D masks of one case (no batch or channel axis), "
                          f"got shape {pred.shape}")
-    spacing = _check_spacing(spacing_mm, pred.ndim)
+    spacing = np.asarray(check_spacing(spacing_mm, pred.ndim))
     box = _union_box(pred, target)
     if box is None:
         return np.zeros(0), np.zeros(0)
@@ -239,7 +176,7 @@ def _score_policy_or_raise(empty: str) -> str:
 
 def _prepare(pred: Any, target: Any, spacing_mm: Sequence[float], empty: str,
              choices: Sequence[str]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], np.ndarray]:
-    _check_choice(empty, choices, "empty")
+    check_choice(empty, choices, "empty")
     d_pt, d_tp = surface_distances(pred, target, spacing_mm=spacing_mm)
     shape = tuple(np.shape(pred))
     return d_pt, d_tp, shape, np.asarray(spacing_mm, dtype=np.float64)

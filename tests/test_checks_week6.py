@@ -98,7 +98,7 @@ def test_ex2_wrong_percentiles():
         rng = np.random.default_rng(seed)
         means = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
         return values.mean(), *np.percentile(means, [100 * (1 - confidence), 100 * confidence])
-    with pytest.raises(AssertionError, match="clinical.bootstrap_ci"):
+    with pytest.raises(AssertionError, match="bootstrap.bootstrap_ci"):
         week6.check_bootstrap_mean_ci(wrong, seed=1)
 
 

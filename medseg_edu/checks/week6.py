@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medseg_edu.checks.week5 import reference_drop_ci
-from medseg_edu.clinical import bootstrap_ci
+from medseg_edu.bootstrap import bootstrap_ci
 from medseg_edu.metrics import dice_score
 
 __all__ = [
@@ -204,7 +204,7 @@ def check_dice_per_group(fn: Callable, *, seed: Optional[int] = None) -> None:
 
 
 def check_bootstrap_mean_ci(fn: Callable, *, seed: Optional[int] = None) -> None:
-    """Check ``fn(values, n_resamples=, confidence=, seed=)`` against ``clinical.bootstrap_ci``.
+    """Check ``fn(values, n_resamples=, confidence=, seed=)`` against ``bootstrap.bootstrap_ci``.
 
     Shape: fn maps values (n,) to three floats (mean, low, high).
 
@@ -237,10 +237,10 @@ def check_bootstrap_mean_ci(fn: Callable, *, seed: Optional[int] = None) -> None
             width = wanted[2] - wanted[1]
             if abs(low - wanted[1]) < 0.15 * width and abs(high - wanted[2]) < 0.15 * width:
                 raise AssertionError(
-                    "the interval is close to clinical.bootstrap_ci but not identical for the same seed: "
+                    "the interval is close to bootstrap.bootstrap_ci but not identical for the same seed: "
                     "draw all resamples at once, rng.integers(0, n, size=(n_resamples, n)), and use "
                     "np.percentile with its default (linear) interpolation")
-            raise AssertionError("the interval does not agree with clinical.bootstrap_ci(values, seed=...): "
+            raise AssertionError("the interval does not agree with bootstrap.bootstrap_ci(values, seed=...): "
                                  "take percentiles of the means of the resamples (not of the values, "
                                  "and not mean +- 1.96 standard errors)")
     print("ex2 looks right")
