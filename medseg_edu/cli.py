@@ -106,11 +106,14 @@ def _cmd_release(args: argparse.Namespace) -> int:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from medseg_edu import grading
 
-    for submission in args.submissions:
-        report = grading.grade_notebook(submission, source=args.source, out_dir=args.out,
-                                        timeout_s=args.timeout)
+    reports = grading.grade_submissions(args.submissions, source=args.source, out_dir=args.out, jobs=args.jobs,
+                                        timeout_s=args.timeout, memory_mb=args.memory_mb,
+                                        student=args.student, clear_flags=args.clear_flag)
+    for report in reports:
         print(grading.format_report(report))
-    return 0
+    print(f"wrote {len(reports)} report(s) and gradebook.csv to {args.out}")
+    # a student's broken or hostile notebook is the student's problem; exit 1 only if the grader failed
+    return 1 if any("grader_error" in report["flags"] for report in reports) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,11 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="default: SOURCE/student")
     p.set_defaults(func=_cmd_release)
 
-    p = sub.add_parser("grade", help="grade student notebooks; writes JSON and CSV score reports")
-    p.add_argument("submissions", nargs="+", type=Path)
+    p = sub.add_parser("grade", help="grade student notebooks; writes JSON reports and gradebook.csv")
+    p.add_argument("submissions", nargs="+", type=Path,
+                   help="student notebooks, e.g. submissions/*/week2_slices_vs_patches.ipynb")
     p.add_argument("--source", type=Path, default=Path("course"), help="folder of instructor notebooks")
     p.add_argument("--out", type=Path, default=Path("grades"), help="report folder (default: grades)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, help="submissions graded in parallel")
+    p.add_argument("--student", default=None, help="student name (only with a single submission)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per cell (default: 60)")
+    p.add_argument("--memory-mb", type=_positive_int, default=4096, help="memory per kernel (default: 4096)")
+    p.add_argument("--clear-flag", action="append", default=[], metavar="STUDENT",
+                   help="grade STUDENT without the tampering penalty (after review); repeatable")
     p.set_defaults(func=_cmd_grade)
     return parser
 

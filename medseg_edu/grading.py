@@ -6,25 +6,30 @@ schema 3). Two jobs live here:
 * ``release_course`` writes the student versions to ``course/student/``: solutions replaced by a
   ``raise NotImplementedError()`` stub, hidden tests removed, outputs cleared. It uses nbgrader's own
   preprocessors, so an instructor who runs ``nbgrader generate_assignment`` gets the same result.
-* ``grade_notebook`` grades one student notebook: it takes the student's answers (the solution cells,
-  matched by ``grade_id``), puts them into the instructor's notebook (so hidden tests are back and
-  edited or deleted test cells are restored), executes it with a time limit per cell, and writes a
-  score report (JSON and CSV). A student cell that crashes or loops forever costs only the points of
-  the tests that depend on it.
+* ``grade_submissions`` grades a class: it reads every instructor notebook into memory once, takes
+  each student's answers (the solution cells, matched by ``grade_id``), puts them into the
+  instructor's notebook (so hidden tests are back and edited or deleted test cells are restored), runs
+  each in its own limited kernel (``medseg_edu.grading_job``, ``medseg_edu.grading_kernel``), and
+  writes one JSON report per student and week plus ``gradebook.csv``. A broken submission gets a
+  flagged report and the batch goes on; a cell that crashes or loops costs only the points of the
+  tests that depend on it.
 
 Used by ``medseg-edu release`` and ``medseg-edu grade``; the README's "For instructors" section
 shows the whole round trip.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import csv
+import hashlib
 import json
+import multiprocessing
 import os
 import re
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import nbformat
 
@@ -35,6 +40,7 @@ __all__ = [
     "make_student_notebook",
     "release_course",
     "merge_submission",
+    "grade_submissions",
     "grade_notebook",
     "format_report",
 ]
@@ -149,7 +155,8 @@ def merge_submission(source: nbformat.NotebookNode, submission: nbformat.Noteboo
     """The instructor notebook with the student's answers put into its solution cells.
 
     Every solution cell of ``source`` takes the text of the submission's cell with the same
-    ``grade_id``; a solution cell the student deleted keeps the stub (it will fail its tests).
+    ``grade_id`` (the first one when a ``grade_id`` appears twice); a solution cell the student
+    deleted gets a stub (it will fail its tests).
     Everything else (test cells with hidden tests, explanations, locked cells) comes from ``source``,
     so a student cannot change or delete the tests.
     """
@@ -157,7 +164,7 @@ def merge_submission(source: nbformat.NotebookNode, submission: nbformat.Noteboo
     for cell in submission.cells:
         meta = _nbgrader_meta(cell)
         if meta and meta.get("solution"):
-            answers[meta.get("grade_id")] = cell.source
+            answers.setdefault(meta.get("grade_id"), cell.source)
     merged = copy.deepcopy(source)
     for cell in merged.cells:
         meta = _nbgrader_meta(cell)
@@ -169,135 +176,254 @@ def merge_submission(source: nbformat.NotebookNode, submission: nbformat.Noteboo
     return merged
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+@dataclass
+class _CourseNotebook:
+    """An instructor notebook read once, before any student code runs."""
+
+    path: Path
+    nb: nbformat.NotebookNode
+    sha256: str
+    ids: set = field(default_factory=set)
 
 
-def _cell_error(cell) -> Optional[str]:
-    """"ErrorName: message" of the cell's error output (None when it ran cleanly). A bare ``assert``
-    has no message, so then the failing line (the traceback's ``---->`` line) is quoted instead."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            value = str(output.get("evalue", "")).strip().splitlines()
-            message = value[0] if value else ""
-            if not message:
-                arrows = [_ANSI.sub("", line) for frame in output.get("traceback", [])
-                          for line in frame.splitlines() if "---->" in _ANSI.sub("", line)]
-                if arrows:
-                    message = "failed at: " + arrows[-1].split("---->", 1)[1].strip().lstrip("0123456789 ")
-            return f"{output.get('ename', 'Error')}: {message}"[:300]
-    return None
+def _grade_ids(nb) -> List[str]:
+    return [meta["grade_id"] for meta in map(_nbgrader_meta, nb.get("cells", [])) if meta and "grade_id" in meta]
 
 
-def _execute(nb: nbformat.NotebookNode, *, timeout_s: float, workdir: Path) -> nbformat.NotebookNode:
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-
-    client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=True,
-                            error_on_timeout={"ename": "TimeoutError",
-                                              "evalue": f"cell ran longer than {timeout_s:g} s"},
-                            resources={"metadata": {"path": str(workdir)}})
-    # Graded runs never train long: the kernel (and only the kernel) runs in fast mode.
-    with client.setup_kernel(env={**os.environ, "MEDSEG_FAST": "1"}):
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except DeadKernelError:
-                cell.outputs = [nbformat.v4.new_output("error", ename="DeadKernelError",
-                                                       evalue="the kernel died in this cell", traceback=[])]
-                client.km.restart_kernel()
-                client.kc = client.km.client()
-                client.kc.start_channels()
-                client.kc.wait_for_ready(timeout=60)
-    return nb
-
-
-def _grade_ids(nb: nbformat.NotebookNode) -> set:
-    return {meta["grade_id"] for meta in map(_nbgrader_meta, nb.cells) if meta and "grade_id" in meta}
-
-
-def _find_source(submission: Path, student_nb: nbformat.NotebookNode, source: Path) -> Path:
-    """The instructor notebook for a submission: ``source`` itself, the same file name in the
-    ``source`` folder, or else the notebook sharing the most ``grade_id``s with the submission."""
+def _load_course(source: Path) -> Dict[str, _CourseNotebook]:
+    """Every instructor notebook (``source`` itself, or ``source/week*.ipynb``), read into memory."""
     if source.is_file():
-        return source
-    if not source.is_dir():
+        paths = [source]
+    elif source.is_dir():
+        paths = sorted(source.glob("week*.ipynb"))
+    else:
         raise FileNotFoundError(f"instructor notebook or folder {source} does not exist")
-    candidate = source / submission.name
-    if candidate.exists():
-        return candidate
-    ids = _grade_ids(student_nb)
-    overlaps = [(len(ids & _grade_ids(nbformat.read(p, as_version=4))), p) for p in sorted(source.glob("week*.ipynb"))]
-    best = max(overlaps, default=(0, None), key=lambda pair: pair[0])
-    if best[0] == 0:
-        raise FileNotFoundError(f"no instructor notebook in {source} matches submission {submission.name}; "
-                                f"pass --source with the instructor notebook")
-    return best[1]
+    if not paths:
+        raise FileNotFoundError(f"no week*.ipynb notebooks in {source}")
+    course = {}
+    for path in paths:
+        data = path.read_bytes()
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        course[path.stem] = _CourseNotebook(path, nb, hashlib.sha256(data).hexdigest(), set(_grade_ids(nb)))
+    return course
+
+
+def _changed_files(course: Dict[str, _CourseNotebook]) -> List[str]:
+    """Names of instructor notebooks whose bytes changed since the last check (baseline updated)."""
+    changed = []
+    for item in course.values():
+        try:
+            digest = hashlib.sha256(item.path.read_bytes()).hexdigest()
+        except OSError:
+            digest = "missing"
+        if digest != item.sha256:
+            changed.append(item.path.name)
+            item.sha256 = digest
+    return changed
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "student"
+
+
+def _read_submission(path: Path):
+    """(bytes, notebook) or (None, message) for a file that is not a readable notebook."""
+    try:
+        data = path.read_bytes()
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception as err:  # missing file, bad encoding, broken JSON, unknown nbformat: all the student's
+        return None, f"not a readable notebook ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+    if not isinstance(nb.get("cells"), list):
+        return None, "not a readable notebook (no list of cells)"
+    return data, nb
+
+
+def _prepare(path: Path, course: Dict[str, _CourseNotebook], student: Optional[str]) -> dict:
+    """A grading job for one submission: who, which week, the merged notebook, flags and messages."""
+    named = next((stem for stem, item in course.items() if item.path.name == path.name), None)
+    who = student or (path.resolve().parent.name if named else path.stem)
+    job = {"student": _safe_name(who), "week": named or _safe_name(path.stem), "notebook": None,
+           "submission": str(path), "merged": None, "submission_bytes": b"", "flags": [], "messages": []}
+    data, nb = _read_submission(path)
+    if data is None:
+        job["flags"].append("unreadable")
+        job["messages"].append(nb)
+        return job
+    ids = _grade_ids(nb)
+    repeated = sorted({grade_id for grade_id in ids if ids.count(grade_id) > 1})
+    if repeated:
+        job["flags"].append("duplicate_grade_id")
+        job["messages"].append(f"grade_id {', '.join(map(repr, repeated))} appears more than once: "
+                               "the first cell was graded")
+    overlap = {stem: len(set(ids) & item.ids) for stem, item in course.items()}
+    best = max(overlap, key=lambda stem: (overlap[stem], stem == named))
+    if overlap[best] == 0:
+        job["flags"].append("wrong_week")
+        job["messages"].append("not a notebook of this course (no exercise ids match)")
+        return job
+    if named is not None and best != named:
+        job["flags"].append("wrong_week")
+        job["messages"].append(f"named like {named} but its exercise ids match {best}: graded as {best}")
+    job.update(week=best, notebook=course[best].path.name, submission_bytes=data,
+               merged=merge_submission(course[best].nb, nb))
+    return job
+
+
+def _mark_duplicate_students(jobs: List[dict]) -> None:
+    """Two submissions for one student and week: neither is graded, both reports say why."""
+    groups: Dict[tuple, List[dict]] = {}
+    for job in jobs:
+        groups.setdefault((job["student"], job["week"]), []).append(job)
+    for (who, week), same in groups.items():
+        if len(same) < 2:
+            continue
+        names = ", ".join(job["submission"] for job in same)
+        for number, job in enumerate(same, start=1):
+            job["flags"].append("duplicate_submission")
+            job["messages"].append(f"{len(same)} submissions map to student {who!r}, {week}: {names}; "
+                                   "rename a folder or grade them one by one with --student")
+            job["report_name"] = f"{who}_{week}-{number}"
+            job["merged"] = None
+
+
+def _secrets(source: Path) -> List[str]:
+    """Texts no report may contain: instructor paths and the grader's environment values."""
+    paths = [str(source), str(source.resolve()), str(source.resolve().parent), os.getcwd()]
+    return paths + [value for value in os.environ.values() if len(value) >= 8]
+
+
+def _run_jobs(jobs: List[dict], course: Dict[str, _CourseNotebook], workers: int) -> List[dict]:
+    """Grade the runnable jobs (``workers`` at a time); after each one, check the instructor files."""
+    from medseg_edu.grading_job import empty_report, grade_job
+
+    reports: List[Optional[dict]] = [None] * len(jobs)
+    todo = [i for i, job in enumerate(jobs) if job["merged"] is not None]
+    for i, job in enumerate(jobs):
+        if i not in todo:
+            reports[i] = empty_report(job)
+
+    modified: Dict[int, List[str]] = {}  # job -> instructor files that changed while it ran
+
+    def check(i: int, suspects: List[int]) -> None:
+        changed = _changed_files(course)
+        for j in [i, *suspects] if changed else []:
+            modified.setdefault(j, []).extend(changed)
+
+    if workers <= 1:
+        for i in todo:
+            reports[i] = _safe_grade(grade_job, jobs[i])
+            check(i, [])
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            running: Dict[concurrent.futures.Future, int] = {}
+            queue = list(todo)
+            while queue or running:
+                while queue and len(running) < workers:
+                    i = queue.pop(0)
+                    running[pool.submit(_safe_grade, grade_job, jobs[i])] = i
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    i = running.pop(future)
+                    reports[i] = future.result()
+                    check(i, list(running.values()))
+    for i, names in modified.items():
+        report = reports[i]
+        report["flags"] = sorted({*report["flags"], "instructor_files_modified"})
+        report["messages"].append(f"instructor files modified during grading: {', '.join(sorted(set(names)))} "
+                                  "(graded from the copies read before grading started; review this submission)")
+    return reports
+
+
+def _safe_grade(grade_job, job: dict) -> dict:
+    """``grade_job``, with a failure of the grader itself turned into a flagged report."""
+    from medseg_edu.grading_job import empty_report
+
+    try:
+        return grade_job(job)
+    except Exception as err:  # the grader failed (kernel would not start, ...): say so, keep going
+        failed = {**job, "flags": [*job["flags"], "grader_error"],
+                  "messages": [*job["messages"], f"the grader failed: {type(err).__name__}: {err}"]}
+        return empty_report(failed)
+
+
+def grade_submissions(submissions: Sequence[PathLike], *, source: PathLike = "course",
+                      out_dir: Optional[PathLike] = None, jobs: int = 1, timeout_s: float = 60.0,
+                      memory_mb: int = 4096, student: Optional[str] = None,
+                      clear_flags: Sequence[str] = ()) -> List[dict]:
+    """Grade a batch of student notebooks; return one report per submission (and write them).
+
+    Every instructor notebook is read into memory first and never read again. Each submission is
+    matched to a week (by file name, or by its exercise ids when these match another week better),
+    its answers are merged into that week's instructor notebook, and it runs in its own limited
+    kernel (see ``medseg_edu.grading_kernel``). A broken submission gets a report with a flag and a
+    message; the batch goes on. Reports are named ``<student>_<week>.json``: the student is the
+    submission's folder when the file keeps its course name (``alice/week2_slices_vs_patches.ipynb``),
+    else the file stem, or ``student`` for a single submission. ``out_dir`` also gets
+    ``gradebook.csv``.
+
+    Args:
+        jobs: submissions graded in parallel (worker processes).
+        timeout_s, memory_mb: wall seconds per cell and memory of each kernel.
+        clear_flags: students whose tampering findings the instructor reviewed and cleared.
+
+    Returns:
+        Reports: ``{"student", "week", "notebook", "submission", "score", "max_score", "flags",
+        "messages", "exercises": [{"grade_id", "points", "max_points", "passed", "feedback"}]}``, plus
+        ``tampering_findings`` and ``points_if_cleared`` when the scan found something.
+    """
+    if student is not None and len(submissions) != 1:
+        raise ValueError(f"student names one submission; got {len(submissions)} submissions")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    from medseg_edu.grading_kernel import Limits
+
+    source = Path(source)
+    course = _load_course(source)
+    limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
+    secrets = _secrets(source)
+    prepared = [_prepare(Path(path), course, student) for path in submissions]
+    _mark_duplicate_students(prepared)
+    for job in prepared:
+        job.update(limits=limits, secrets=secrets, cleared=job["student"] in set(clear_flags))
+    reports = _run_jobs(prepared, course, jobs)
+    if out_dir is not None:
+        _write_reports(prepared, reports, Path(out_dir), course)
+    return reports
 
 
 def grade_notebook(submission: PathLike, *, source: PathLike = "course", out_dir: Optional[PathLike] = None,
-                   timeout_s: float = 60.0, student: Optional[str] = None) -> dict:
-    """Grade one student notebook and return (and write) the score report.
-
-    Args:
-        submission: the student's ``.ipynb``.
-        source: the instructor notebook, or the folder holding it (matched by file name).
-        out_dir: where ``<student>_<week>.json`` and ``.csv`` reports go (nothing written when None).
-        timeout_s: time limit per cell; a cell that runs longer is interrupted and fails.
-        student: a name for the report (default: the submission's file stem).
-
-    Returns:
-        ``{"student", "notebook", "score", "max_score", "exercises": [{"grade_id", "points",
-        "max_points", "passed", "feedback"}]}``: a graded test cell earns its points when it runs
-        without an error.
-    """
-    submission = Path(submission)
-    if not submission.exists():
-        raise FileNotFoundError(f"submission {submission} does not exist")
-    try:
-        student_nb = nbformat.read(submission, as_version=4)
-    except Exception as err:  # nbformat raises several types for broken JSON
-        raise ValueError(f"submission {submission} is not a readable notebook: {err}") from err
-    source_path = _find_source(submission, student_nb, Path(source))
-    merged = merge_submission(nbformat.read(source_path, as_version=4), student_nb)
-    with tempfile.TemporaryDirectory(prefix="medseg-grade-") as workdir:
-        executed = _execute(merged, timeout_s=timeout_s, workdir=Path(workdir))
-    exercises = []
-    for cell in executed.cells:
-        meta = _nbgrader_meta(cell)
-        if not meta or not meta.get("grade") or meta.get("solution"):
-            continue
-        error = _cell_error(cell)
-        max_points = float(meta.get("points", 0))
-        exercises.append({"grade_id": meta["grade_id"], "points": 0.0 if error else max_points,
-                          "max_points": max_points, "passed": error is None,
-                          "feedback": "passed" if error is None else error})
-    report = {"student": student or submission.stem, "notebook": source_path.name,
-              "score": sum(e["points"] for e in exercises),
-              "max_score": sum(e["max_points"] for e in exercises), "exercises": exercises}
-    if out_dir is not None:
-        _write_report(report, Path(out_dir))
-    return report
+                   timeout_s: float = 60.0, memory_mb: int = 4096, student: Optional[str] = None) -> dict:
+    """Grade one student notebook (see ``grade_submissions``) and return its report."""
+    return grade_submissions([submission], source=source, out_dir=out_dir, timeout_s=timeout_s,
+                             memory_mb=memory_mb, student=student)[0]
 
 
-def _write_report(report: dict, out_dir: Path) -> None:
-    stem = f"{report['student']}_{Path(report['notebook']).stem}"
-    with atomic_path(out_dir / f"{stem}.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(out_dir / f"{stem}.csv") as tmp:
+def _write_reports(jobs: List[dict], reports: List[dict], out_dir: Path, course: Dict[str, _CourseNotebook]) -> None:
+    for job, report in zip(jobs, reports):
+        name = job.get("report_name", f"{report['student']}_{report['week']}")
+        with atomic_path(out_dir / f"{name}.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    columns = [grade_id for item in course.values() for cell in item.nb.cells
+               for grade_id in [(_nbgrader_meta(cell) or {}).get("grade_id")]
+               if grade_id and (_nbgrader_meta(cell) or {}).get("grade") and not _nbgrader_meta(cell).get("solution")
+               and any(e["grade_id"] == grade_id for r in reports for e in r["exercises"])]
+    rows = sorted(reports, key=lambda r: (r["student"], r["week"], r["submission"]))
+    with atomic_path(out_dir / "gradebook.csv") as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["student", "notebook", "grade_id", "points", "max_points", "feedback"])
-            for e in report["exercises"]:
-                writer.writerow([report["student"], report["notebook"], e["grade_id"], e["points"],
-                                 e["max_points"], e["feedback"]])
+            writer.writerow(["student", "week", *columns, "total", "max", "flags"])
+            for r in rows:
+                points = {e["grade_id"]: f"{e['points']:g}" for e in r["exercises"]}
+                writer.writerow([r["student"], r["week"], *(points.get(c, "") for c in columns),
+                                 f"{r['score']:g}", f"{r['max_score']:g}", ";".join(r["flags"])])
 
 
 def format_report(report: dict) -> str:
     """A short human-readable version of a grade report (what ``medseg-edu grade`` prints)."""
-    lines = [f"{report['student']} / {report['notebook']}: {report['score']:g} / {report['max_score']:g}"]
+    flags = f"  [{', '.join(report['flags'])}]" if report["flags"] else ""
+    lines = [f"{report['student']} / {report['week']}: {report['score']:g} / {report['max_score']:g}{flags}"]
+    lines += [f"  ! {message}" for message in report["messages"]]
     for e in report["exercises"]:
         mark = "ok " if e["passed"] else "FAIL"
         lines.append(f"  [{mark}] {e['grade_id']}: {e['points']:g}/{e['max_points']:g}  {e['feedback']}")

@@ -94,8 +94,9 @@ def test_solution_scores_full_marks_and_blank_scores_zero(course, tmp_path):
     blank = grading.grade_notebook(course / "student" / "week0_toy.ipynb", source=course, student="blank")
     assert blank["score"] == 0 and all("NotImplementedError" in e["feedback"] for e in blank["exercises"])
     report = json.loads((tmp_path / "grades" / "teacher_week0_toy.json").read_text())
-    assert report["score"] == 5
-    assert (tmp_path / "grades" / "teacher_week0_toy.csv").read_text().count("\n") == 3
+    assert report["score"] == 5 and report["flags"] == []
+    assert (tmp_path / "grades" / "gradebook.csv").read_text().splitlines() == [
+        "student,week,test_double,test_mean_of,total,max,flags", "teacher,week0_toy,2,3,5,5,"]
 
 
 @pytest.mark.slow
@@ -127,13 +128,22 @@ def test_cell_that_hangs_is_interrupted(course, tmp_path):
     assert by_id["test_double"]["points"] == 0 and by_id["test_mean_of"]["points"] == 3
 
 
-def test_grade_errors_are_clear(course, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        grading.grade_notebook(tmp_path / "missing.ipynb", source=course)
-    broken = tmp_path / "week0_toy.ipynb"
+def test_unreadable_submissions_get_a_flagged_report(course, tmp_path):
+    missing = grading.grade_notebook(tmp_path / "missing.ipynb", source=course)
+    assert missing["flags"] == ["unreadable"] and "not a readable notebook" in missing["messages"][0]
+    broken = tmp_path / "alice" / "week0_toy.ipynb"
+    broken.parent.mkdir()
     broken.write_text("{not json")
-    with pytest.raises(ValueError, match="not a readable notebook"):
-        grading.grade_notebook(broken, source=course)
+    report = grading.grade_notebook(broken, source=course)
+    assert (report["student"], report["week"], report["score"]) == ("alice", "week0_toy", 0)
+    assert report["flags"] == ["unreadable"]
+
+
+def test_grader_errors_are_clear(course, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        grading.grade_submissions([tmp_path / "a.ipynb"], source=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="student names one submission; got 2"):
+        grading.grade_submissions([tmp_path / "a.ipynb", tmp_path / "b.ipynb"], source=course, student="x")
 
 
 def _nbgrader_round_trip(tmp_path, notebook):
