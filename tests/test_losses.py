@@ -10,7 +10,11 @@ from medseg_edu.losses import (
     focal_loss, soft_dice_loss, tversky_loss,
 )
 
-monai_losses = pytest.importorskip("monai.losses")
+
+@pytest.fixture
+def monai_losses():
+    """MONAI is a test-only reference: only the tests that compare with it skip when it is missing."""
+    return pytest.importorskip("monai.losses")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,7 +121,7 @@ def _random_case(seed, num_classes=3, shape=(2, 3, 7, 6)):
 @pytest.mark.parametrize("squared", [True, False])
 @pytest.mark.parametrize("include_background", [True, False])
 @pytest.mark.parametrize("batch_dice", [True, False])
-def test_soft_dice_matches_monai_softmax(squared, include_background, batch_dice):
+def test_soft_dice_matches_monai_softmax(squared, include_background, batch_dice, monai_losses):
     logits, labels = _random_case(3)
     ref = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, squared_pred=squared,
                                 include_background=include_background, smooth_nr=0.5,
@@ -128,7 +132,7 @@ def test_soft_dice_matches_monai_softmax(squared, include_background, batch_dice
 
 
 @pytest.mark.parametrize("squared", [True, False])
-def test_soft_dice_matches_monai_sigmoid(squared):
+def test_soft_dice_matches_monai_sigmoid(squared, monai_losses):
     logits, _ = _random_case(4)
     target = (torch.rand(logits.shape, generator=torch.Generator().manual_seed(5)) > 0.6).double()
     ref = monai_losses.DiceLoss(sigmoid=True, squared_pred=squared, include_background=True,
@@ -138,7 +142,7 @@ def test_soft_dice_matches_monai_sigmoid(squared):
 
 
 @pytest.mark.parametrize("include_background", [True, False])
-def test_dice_ce_matches_monai(include_background):
+def test_dice_ce_matches_monai(include_background, monai_losses):
     logits, labels = _random_case(6, num_classes=4)
     ref = monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, squared_pred=True,
                                   include_background=include_background, smooth_nr=1.0,
@@ -148,7 +152,7 @@ def test_dice_ce_matches_monai(include_background):
     assert abs(float(got) - float(ref)) < 1e-5
 
 
-def test_dice_bce_matches_monai():
+def test_dice_bce_matches_monai(monai_losses):
     logits, _ = _random_case(7, num_classes=1)       # MONAI switches to BCE for one channel only
     target = (torch.rand(logits.shape, generator=torch.Generator().manual_seed(8)) > 0.5).double()
     ref = monai_losses.DiceCELoss(sigmoid=True, squared_pred=False, include_background=True,
@@ -158,7 +162,7 @@ def test_dice_bce_matches_monai():
 
 
 @pytest.mark.parametrize("alpha", [None, 0.25])
-def test_focal_sigmoid_matches_monai(alpha):
+def test_focal_sigmoid_matches_monai(alpha, monai_losses):
     logits, _ = _random_case(9, num_classes=2)
     target = (torch.rand(logits.shape, generator=torch.Generator().manual_seed(10)) > 0.7).double()
     ref = monai_losses.FocalLoss(gamma=2.0, alpha=alpha, use_softmax=False)(logits, target)
@@ -167,7 +171,7 @@ def test_focal_sigmoid_matches_monai(alpha):
 
 
 @pytest.mark.parametrize("alpha", [None, [0.1, 0.5, 0.4]])
-def test_focal_softmax_matches_monai(alpha):
+def test_focal_softmax_matches_monai(alpha, monai_losses):
     logits, labels = _random_case(11)
     ref = monai_losses.FocalLoss(gamma=1.5, alpha=alpha, use_softmax=True, to_onehot_y=True)(
         logits, labels)
@@ -176,7 +180,7 @@ def test_focal_softmax_matches_monai(alpha):
     assert abs(float(got) / logits.shape[1] - float(ref)) < 1e-5
 
 
-def test_tversky_matches_monai():
+def test_tversky_matches_monai(monai_losses):
     logits, labels = _random_case(12)
     ref = monai_losses.TverskyLoss(softmax=True, to_onehot_y=True, include_background=False,
                                    alpha=0.3, beta=0.7, smooth_nr=1.0, smooth_dr=1.0)(logits, labels)
