@@ -7,7 +7,7 @@ data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
     data (nifti, io, phantoms, datasets, splits), registration, transforms, models, training, inference,
-    interpret, losses, metrics, clinical, viz, widgets.
+    uncertainty, interpret, losses, metrics, clinical, bootstrap, viz, widgets.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ _EXPORTS = {
     "medseg_edu.models": ["UNet", "UNetPlusPlus", "PSPNet", "count_parameters", "deep_supervision_loss",
                           "load_pretrained", "list_pretrained", "pretrained_info"],
     "medseg_edu.training": ["History", "seed_everything", "pick_device", "fit", "plot_history"],
-    "medseg_edu.inference": ["sliding_window_inference", "predict_slices", "flip_tta", "mc_dropout",
-                             "probs_to_labels"],
+    "medseg_edu.inference": ["sliding_window_inference", "predict_slices", "probs_to_labels"],
+    "medseg_edu.uncertainty": ["flip_tta", "mc_dropout"],
     "medseg_edu.interpret": ["cam", "grad_cam", "overlay_cam"],
     "medseg_edu.losses": ["soft_dice_loss", "dice_ce_loss", "dice_bce_loss", "focal_loss", "tversky_loss",
                           "DiceLoss", "DiceCELoss", "DiceBCELoss", "FocalLoss", "TverskyLoss"],

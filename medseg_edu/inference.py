@@ -1,10 +1,8 @@
-"""Inference with a trained segmentation network: whole volumes, slices, test-time flips, uncertainty.
+"""Inference with a trained segmentation network: whole volumes, slices, hard labels.
 
 - :func:`sliding_window_inference`: a 3D (or 2D) network trained on patches is applied to a whole
   volume window by window; overlapping windows are blended with a Gaussian (or constant) weight.
 - :func:`predict_slices`: a 2D network applied slice by slice to a 3D volume.
-- :func:`flip_tta`: test-time augmentation, the average of the probabilities over flipped copies.
-- :func:`mc_dropout`: Monte-Carlo dropout, the mean and spread of predictions with dropout switched on.
 - :func:`probs_to_labels`: logits or probabilities to a label map (argmax or threshold).
 
 How the windows are placed (:func:`window_starts`): windows of ``roi`` voxels start every
@@ -17,39 +15,33 @@ of ``exp(-d**2 / (2 * sigma**2))``, ``d`` the distance from the window centre in
 ``sigma = sigma_scale * roi``, clipped from below at 1e-3 so no voxel has weight zero. This is the
 same definition as MONAI's ``sliding_window_inference`` (a test checks both agree).
 
-Taught in week 2 (windows and slices) and week 5 (test-time augmentation, uncertainty).
+Test-time augmentation and Monte-Carlo dropout, which call a network several times per image, are
+in :mod:`medseg_edu.uncertainty`. Taught in week 2 (windows and slices) and week 4 (labels).
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import warnings
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg_edu.arguments import check_choice, check_image_batch, check_int
+
 __all__ = [
     "window_starts",
     "window_weights",
     "sliding_window_inference",
     "predict_slices",
-    "flip_tta",
-    "mc_dropout",
     "probs_to_labels",
 ]
 
 _BLENDS = ("gaussian", "constant")
 _PADDING_MODES = ("constant", "reflect", "replicate", "circular")
-_ACTIVATIONS = ("softmax", "sigmoid")
-_UNCERTAINTIES = ("variance", "entropy", "mutual_information")
-_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                  nn.FeatureAlphaDropout)
-
-Predictor = Callable[[torch.Tensor, Callable], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -65,18 +57,6 @@ def _per_axis(value, ndim: int, name: str, *, kind: type) -> tuple:
     if len(values) != ndim:
         raise ValueError(f"{name} must have one entry per spatial axis ({ndim}), got {values!r}")
     return tuple(kind(v) for v in values)
-
-
-def _check_batch(image, name: str = "image") -> torch.Tensor:
-    """``image`` must be a floating tensor ``(N, C, *spatial)`` with 2 or 3 spatial axes."""
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (N, C, *spatial), got {type(image).__name__}")
-    if image.ndim not in (4, 5):
-        raise ValueError(f"{name} must be (N, C, H, W) or (N, C, D, H, W), got shape "
-                         f"{tuple(image.shape)} (one case without batch axis? use image[None])")
-    if not image.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {image.dtype}")
-    return image
 
 
 def _model_device(model, fallback: torch.device) -> torch.device:
@@ -98,25 +78,6 @@ def _check_logits(out, expected_spatial: Sequence[int], what: str) -> torch.Tens
         raise ValueError(f"the model must keep the spatial size of its input {tuple(expected_spatial)} "
                          f"for {what}, got output shape {tuple(out.shape)}")
     return out
-
-
-def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "softmax":
-        if logits.shape[1] < 2:
-            raise ValueError("activation='softmax' needs at least 2 channels (background + classes), "
-                             f"got {logits.shape[1]}; use activation='sigmoid' for one channel")
-        return torch.softmax(logits, dim=1)
-    return torch.sigmoid(logits)
-
-
-def _check_choice(value, choices: tuple, name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _default_predictor(image: torch.Tensor, model: Callable) -> torch.Tensor:
-    return model(image)
 
 
 # ----------------------------------------------------------------------------- sliding window
@@ -166,7 +127,7 @@ def window_weights(roi_size: Sequence[int], *, blend: str = "gaussian", sigma_sc
     roi = tuple(int(r) for r in roi_size)
     if not roi or any(r < 1 for r in roi):
         raise ValueError(f"roi_size must be positive ints, got {tuple(roi_size)!r}")
-    _check_choice(blend, _BLENDS, "blend")
+    check_choice(blend, _BLENDS, "blend")
     if blend == "constant":
         return torch.ones(roi, device=device, dtype=dtype)
     sigmas = _per_axis(sigma_scale, len(roi), "sigma_scale", kind=float)
@@ -216,7 +177,7 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
 
     Taught in week 2.
     """
-    image = _check_batch(image)
+    image = check_image_batch(image)
     n_images, spatial = image.shape[0], tuple(image.shape[2:])
     ndim = len(spatial)
     roi = _per_axis(roi_size, ndim, "roi_size", kind=int)
@@ -225,10 +186,9 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
     overlaps = _per_axis(overlap, ndim, "overlap", kind=float)
     if any(not 0.0 <= o < 1.0 for o in overlaps):
         raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
-    _check_choice(blend, _BLENDS, "blend")
-    _check_choice(padding_mode, _PADDING_MODES, "padding_mode")
-    if not isinstance(sw_batch_size, int) or isinstance(sw_batch_size, bool) or sw_batch_size < 1:
-        raise ValueError(f"sw_batch_size must be a positive int, got {sw_batch_size!r}")
+    check_choice(blend, _BLENDS, "blend")
+    check_choice(padding_mode, _PADDING_MODES, "padding_mode")
+    check_int(sw_batch_size, "sw_batch_size", minimum=1)
     if isinstance(model, nn.Module) and model.training:
         warnings.warn("the model is in training mode (dropout active, batch norm uses batch "
                       "statistics); call model.eval() before inference", stacklevel=2)
@@ -304,8 +264,7 @@ def predict_slices(volume, model: Callable, *, axis: int = -1, batch_size: int =
         raise ValueError(f"volume must be one case (C, X, Y, Z), got shape {tuple(volume.shape)}")
     if not isinstance(axis, int) or isinstance(axis, bool) or not -3 <= axis <= 2:
         raise ValueError(f"axis must be a spatial axis 0, 1, 2 (or -1, -2, -3), got {axis!r}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int(batch_size, "batch_size", minimum=1)
     tensor_axis = 1 + axis % 3
     run_device = _model_device(model, volume.device)
     with torch.inference_mode():
@@ -317,147 +276,6 @@ def predict_slices(volume, model: Callable, *, axis: int = -1, batch_size: int =
             outputs.append(logits.float().to(volume.device))
         logits = torch.cat(outputs).movedim(0, tensor_axis)     # (K, X, Y, Z)
     return logits.clone()
-
-
-# ----------------------------------------------------------------------------- test-time flips
-def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[int]] = None,
-             activation: str = "softmax", predictor: Optional[Predictor] = None) -> torch.Tensor:
-    """Test-time augmentation with flips: average the probabilities over all flipped copies.
-
-    For every subset of ``axes`` (including the empty one, i.e. the image itself) the image is
-    flipped along those axes, predicted, turned into probabilities, flipped back, and the
-    ``2 ** len(axes)`` probability maps are averaged.
-
-    Args:
-        image: a batch ``(N, C, *spatial)``.
-        model: the network, in eval mode.
-        axes: spatial axes to flip (0 = first spatial axis; default: all spatial axes).
-        activation: "softmax" (one class per voxel) or "sigmoid" (independent channels).
-        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
-            For a whole volume, e.g.
-            ``lambda x, m: sliding_window_inference(x, m, roi_size=64)``.
-
-    Shape: ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)``.
-
-    Taught in week 5.
-    """
-    image = _check_batch(image)
-    _check_choice(activation, _ACTIVATIONS, "activation")
-    ndim = image.ndim - 2
-    if axes is None:
-        axes = tuple(range(ndim))
-    axes = tuple(axes)
-    if any(not isinstance(a, int) or isinstance(a, bool) or not -ndim <= a < ndim for a in axes):
-        raise ValueError(f"axes must be spatial axes in [{-ndim}, {ndim - 1}] for a {ndim}D image, "
-                         f"got {axes!r}")
-    tensor_axes = sorted({2 + a % ndim for a in axes})
-    if len(tensor_axes) != len(axes):
-        raise ValueError(f"axes must not repeat an axis, got {axes!r}")
-    predictor = predictor or _default_predictor
-    total = None
-    subsets = [s for k in range(len(tensor_axes) + 1) for s in itertools.combinations(tensor_axes, k)]
-    with torch.inference_mode():
-        for dims in subsets:
-            flipped = torch.flip(image, dims) if dims else image
-            logits = _check_logits(predictor(flipped, model), image.shape[2:], "a flipped image")
-            probs = _activate(logits.float(), activation)
-            probs = torch.flip(probs, dims) if dims else probs
-            total = probs if total is None else total + probs
-        mean = total / len(subsets)
-    return mean.clone()
-
-
-# ----------------------------------------------------------------------------- MC dropout
-@contextlib.contextmanager
-def _dropout_only(model: nn.Module) -> Iterator[int]:
-    """Eval mode for the whole model except its dropout layers; yields how many are active.
-
-    Every module's own training flag is restored afterwards.
-    """
-    saved = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        active = 0
-        for module in model.modules():
-            if isinstance(module, _DROPOUT_TYPES):
-                module.train()
-                active += module.p > 0
-        yield active
-    finally:
-        for module, flag in saved.items():
-            module.training = flag
-
-
-def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
-    """Entropy in nats: over classes for softmax ``(N, 1, ...)``, per channel for sigmoid."""
-    if activation == "softmax":
-        return -torch.special.xlogy(probs, probs).sum(dim=1, keepdim=True)
-    return -(torch.special.xlogy(probs, probs) + torch.special.xlogy(1 - probs, 1 - probs))
-
-
-def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
-               activation: str = "softmax", uncertainty: str = "variance",
-               predictor: Optional[Predictor] = None) -> tuple:
-    """Monte-Carlo dropout: predict ``samples`` times with dropout on, return mean and spread.
-
-    Only dropout layers are switched to training mode; normalisation layers stay in eval mode
-    (batch norm keeps its running statistics), and every module's mode is restored afterwards.
-
-    Uncertainty maps (``uncertainty=``):
-
-    - "variance": variance of the probabilities across samples (softmax: averaged over classes);
-    - "entropy": entropy of the mean probabilities, the total predictive uncertainty (nats);
-      not zero even without dropout (a 50/50 prediction is uncertain by itself);
-    - "mutual_information": entropy of the mean minus the mean entropy of the samples, the part
-      of the uncertainty due to the model (zero when all samples agree).
-
-    Args:
-        image: a batch ``(N, C, *spatial)``.
-        model: a network with dropout layers (e.g. ``UNet(..., dropout=0.2)``).
-        samples: number of stochastic forward passes (>= 2).
-        activation: "softmax" or "sigmoid".
-        uncertainty: "variance", "entropy" or "mutual_information".
-        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
-
-    Shape: ``(N, C, *spatial)`` -> mean probabilities ``(N, K, *spatial)`` and an uncertainty map
-    ``(N, 1, *spatial)`` for softmax or ``(N, K, *spatial)`` for sigmoid (one per channel).
-
-    Taught in week 5.
-    """
-    image = _check_batch(image)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (its dropout layers are switched on), "
-                        f"got {type(model).__name__}")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
-        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
-    _check_choice(activation, _ACTIVATIONS, "activation")
-    _check_choice(uncertainty, _UNCERTAINTIES, "uncertainty")
-    predictor = predictor or _default_predictor
-    with _dropout_only(model) as active, torch.inference_mode():
-        if not active:
-            warnings.warn("the model has no dropout layer with p > 0: all samples are identical "
-                          "and the uncertainty is 0 (build it with dropout > 0)", stacklevel=2)
-        mean = squares = entropy_sum = None
-        for k in range(1, samples + 1):
-            logits = _check_logits(predictor(image, model), image.shape[2:], "an MC sample")
-            probs = _activate(logits.float(), activation)
-            if mean is None:                      # Welford's running mean and sum of squares
-                mean, squares = probs.clone(), torch.zeros_like(probs)
-                entropy_sum = _entropy(probs, activation)
-                continue
-            delta = probs - mean
-            mean += delta / k
-            squares += delta * (probs - mean)
-            entropy_sum += _entropy(probs, activation)
-        if uncertainty == "variance":
-            result = squares / samples
-            if activation == "softmax":
-                result = result.mean(dim=1, keepdim=True)
-        elif uncertainty == "entropy":
-            result = _entropy(mean, activation)
-        else:
-            result = (_entropy(mean, activation) - entropy_sum / samples).clamp_min(0.0)
-    return mean.clone(), result.clone()
 
 
 # ----------------------------------------------------------------------------- labels
@@ -481,7 +299,7 @@ def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
     if x.ndim < 3 or not x.is_floating_point():
         raise ValueError(f"logits_or_probs must be floating (N, K, *spatial), got shape "
                          f"{tuple(x.shape)} and dtype {x.dtype}")
-    _check_choice(activation, ("softmax", "sigmoid", "none"), "activation")
+    check_choice(activation, ("softmax", "sigmoid", "none"), "activation")
     if activation == "softmax":
         if x.shape[1] < 2:
             raise ValueError("activation='softmax' needs at least 2 channels, got 1; use "

@@ -19,12 +19,14 @@ Taught in week 3.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medseg_edu.arguments import check_choice, check_image_batch
 
 __all__ = ["resolve_layer", "cam", "grad_cam", "overlay_cam"]
 
@@ -54,14 +56,6 @@ def resolve_layer(model: nn.Module, layer: Union[str, nn.Module]) -> nn.Module:
         raise ValueError(f"layer {layer!r} not found in {type(model).__name__}; use 'bottleneck', "
                          f"'last_decoder' or a name from model.named_modules(), e.g. {names[:6]}")
     return modules[layer]
-
-
-def _check_image(image: torch.Tensor) -> None:
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor (N, C, *spatial), got {type(image).__name__}")
-    if image.ndim not in (4, 5) or not image.is_floating_point():
-        raise ValueError(f"image must be a floating batch (N, C, H, W) or (N, C, D, H, W), got shape "
-                         f"{tuple(image.shape)} and dtype {image.dtype} (one case? use image[None])")
 
 
 def _check_class(target_class: int, num_classes: int) -> None:
@@ -142,10 +136,9 @@ def grad_cam(model: nn.Module, image: torch.Tensor, *, target_class: int,
 
     Taught in week 3.
     """
-    _check_image(image)
+    check_image_batch(image)
     module = resolve_layer(model, layer)
-    if reduce not in _REDUCES:
-        raise ValueError(f"reduce must be one of {_REDUCES}, got {reduce!r}")
+    check_choice(reduce, _REDUCES, "reduce")
     logits, activations = _run_with_hook(model, module, image)
     _check_class(target_class, logits.shape[1])
     class_logits = logits[:, target_class]
@@ -180,7 +173,7 @@ def cam(model: nn.Module, image: torch.Tensor, *, target_class: int,
 
     Taught in week 3.
     """
-    _check_image(image)
+    check_image_batch(image)
     module = resolve_layer(model, layer)
     head_module = resolve_layer(model, head)
     weight = getattr(head_module, "weight", None)
