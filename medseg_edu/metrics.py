@@ -16,7 +16,8 @@ found" counts as perfect, as in the BraTS challenge), ``"zero"`` (0.0) or ``"rai
 
 Surface metrics (HD95, Hausdorff, ASSD, NSD) live in :mod:`medseg_edu.surface` and are re-exported here.
 Inputs everywhere: numpy arrays or torch tensors holding hard masks (bool or 0/1) or integer label
-maps; probabilities, logits, NaN and mismatched shapes are rejected with a ValueError.
+maps; probabilities, logits, NaN, inf and mismatched shapes are rejected with a ValueError naming the
+argument. A float array is accepted as a label map exactly when all its values are whole numbers.
 """
 from __future__ import annotations
 
@@ -174,11 +175,18 @@ def _scores_from_counts(tp: int, fp: int, fn: int, tn: int, empty: str) -> dict[
 
 # ----------------------------------------------------------------------------- label maps
 def _as_labels(x: Any, name: str, num_labels: int | None = None) -> np.ndarray:
-    """Check that ``x`` is an integer label map (values in 0 .. num_labels - 1 when given)."""
+    """Check that ``x`` is an integer label map (values in 0 .. num_labels - 1 when given).
+
+    Convention for float arrays: accepted exactly when every value is a whole number (a label map
+    that went through ``.float()`` or was read as float64), and then converted to int64; NaN, inf
+    and fractional values are rejected with a ValueError naming the argument.
+    """
     x = to_numpy(x, name)
     if np.issubdtype(x.dtype, np.floating):
-        if np.isnan(x).any():
-            raise ValueError(f"{name} contains NaN; expected an integer label map")
+        if not np.all(np.isfinite(x)):
+            n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+            raise ValueError(f"{name} contains NaN or inf ({n_nan} NaN, {n_inf} inf); expected an integer "
+                             "label map (is it an image, logits or the result of a division by zero?)")
         if np.any(x != np.round(x)):
             raise ValueError(f"{name} looks like probabilities or logits (non-integer float values); "
                              "take the argmax over classes (or threshold) first")
@@ -277,6 +285,18 @@ def _spacing_per_case(spacing_mm: Any, n_cases: int) -> list[Any]:
     return [spacing_mm] * n_cases
 
 
+def _check_case(pred: Any, target: Any, i: int, regions: Union[str, Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Case ``i`` checked up front, so that an error names the argument as the caller wrote it (``preds[i]``)."""
+    if isinstance(regions, str) and regions == "binary":
+        pred, target = as_binary(pred, f"preds[{i}]"), as_binary(target, f"targets[{i}]")
+    else:
+        num_labels = 4 if isinstance(regions, str) else None          # "brats": labels 0..3
+        pred, target = _as_labels(pred, f"preds[{i}]", num_labels), _as_labels(target, f"targets[{i}]", num_labels)
+    if pred.shape != target.shape:
+        raise ValueError(f"preds[{i}] and targets[{i}] must have the same shape, got {pred.shape} and {target.shape}")
+    return pred, target
+
+
 # which mask is empty, keyed by (pred has foreground, target has foreground)
 _EMPTY_KIND = {(True, True): "none", (False, True): "pred", (True, False): "target", (False, False): "both"}
 
@@ -304,6 +324,11 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     std (sample), median and count over the finite values, n_nan, n_inf, and n_empty (cases where
     pred or target is empty in that region).
 
+    Inputs: each ``preds[i]`` and ``targets[i]`` is a numpy array or torch tensor, a hard binary mask
+    (``regions="binary"``) or an integer label map. A float array counts as a label map exactly when
+    all its values are whole numbers; NaN, inf and fractional values (probabilities, logits) are a
+    ValueError naming ``preds[i]`` or ``targets[i]``.
+
     Shape: preds, targets sequences of (*spatial) arrays -> (table, summary) DataFrames.
     Taught in week 4 (used again in weeks 2, 5 and 6).
     """
@@ -323,7 +348,7 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     score_policy = "one" if empty == "brats" else "nan"
     rows = []
     for i in progress(range(n_cases), desc="evaluate", total=n_cases):
-        for region, pred, target in _region_masks(preds[i], targets[i], regions):
+        for region, pred, target in _region_masks(*_check_case(preds[i], targets[i], i, regions), regions):
             pred, target = binary_pair(pred, target)
             voxel_ml = float(np.prod(check_spacing(spacings[i], pred.ndim))) / 1000.0
             tp, fp, fn, tn = confusion_counts(pred, target)

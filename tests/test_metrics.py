@@ -251,3 +251,41 @@ def test_evaluate_bad_inputs():
     with pytest.raises(ValueError, match="only hold the labels"):
         evaluate([label + 1], [label], spacing_mm=(1, 1, 1))
     assert isinstance(evaluate([label], [label], spacing_mm=(1, 1, 1))[0], pd.DataFrame)
+
+
+def test_evaluate_rejects_non_finite_and_fractional_labels_naming_the_argument():
+    label = _brain_label()
+    for bad in (np.inf, -np.inf, np.nan):
+        pred = label.astype(np.float32)
+        pred[0, 0, 0] = bad
+        with pytest.raises(ValueError, match=r"preds\[1\] contains NaN or inf"):
+            evaluate([label, pred], [label, label], spacing_mm=(1, 1, 1))
+        with pytest.raises(ValueError, match=r"targets\[0\] contains NaN or inf"):
+            evaluate([label], [torch.from_numpy(pred)], spacing_mm=(1, 1, 1), regions=[1, 2])
+        mask = (label > 0).astype(np.float32)
+        mask[0, 0, 0] = bad
+        with pytest.raises(ValueError, match=r"preds\[0\] (contains NaN|looks like logits)"):
+            evaluate([mask], [label > 0], spacing_mm=(1, 1, 1), regions="binary")
+        with pytest.raises(ValueError, match="pred contains NaN or inf"):
+            per_class_scores(pred, label, num_classes=4)
+        with pytest.raises(ValueError, match="label contains NaN or inf"):
+            brats_regions(pred)
+    fractional = label.astype(np.float64)
+    fractional[5, 5, 5] = 0.5
+    with pytest.raises(ValueError, match=r"targets\[0\] looks like probabilities or logits"):
+        evaluate([label], [fractional], spacing_mm=(1, 1, 1))
+    with pytest.raises(ValueError, match=r"preds\[0\] and targets\[0\] must have the same shape"):
+        evaluate([label], [label[:-1]], spacing_mm=(1, 1, 1))
+
+
+def test_evaluate_accepts_float_label_maps_whose_values_are_whole_numbers():
+    # the documented convention: a float array is a label map exactly when every value is an integer
+    label = _brain_label()
+    pred = label.copy()
+    pred[9:15, 9:15, 6:8] = 2                            # half of the enhancing tumour missed
+    as_int, _ = evaluate([pred], [label], spacing_mm=(1, 1, 1))
+    as_float, _ = evaluate([pred.astype(np.float32)], [torch.from_numpy(label.astype(np.float64))],
+                           spacing_mm=(1, 1, 1))
+    # ET: 6 x 6 x 2 of 6 x 6 x 4 voxels found -> Dice 2 * 72 / (72 + 144) = 2/3 (worked by hand)
+    assert as_float.set_index("region").loc["ET", "dice"] == pytest.approx(2 / 3)
+    pd.testing.assert_frame_equal(as_float, as_int)      # same integers in, same table out
