@@ -3,8 +3,10 @@
 ``fit()`` trains any segmentation model on batches ``{"image": (N, C, *sp), "label": (N, 1, *sp)}``
 (or ``(image, label)`` tuples) and handles what every real training run needs: the device (CUDA,
 then Apple MPS, then CPU), mixed precision on CUDA, a progress bar, validation with mean foreground
-Dice every epoch, best/last checkpoints, resuming, early stopping, reproducible seeds, and
-multi-process data parallelism when started with ``torchrun`` (see :mod:`medseg_edu.distributed`).
+Dice every epoch, best/last checkpoints (:mod:`medseg_edu.checkpoint`), resuming, per-sample loss
+weights, callbacks such as :class:`EarlyStopping`, reproducible seeds, and multi-process data
+parallelism when started with ``torchrun`` (see :mod:`medseg_edu.distributed`). Each epoch is two
+named steps, :func:`train_one_epoch` and :func:`validate`; it is the course's only training loop.
 
 Taught in week 3.
 """
@@ -16,17 +18,19 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import distributed as ddp
+from .checkpoint import _restore_training_state, _rng_state, save_checkpoint
 from .models.unet import deep_supervision_loss
-from .utils import atomic_path, progress as progress_bar
+from .utils import progress as progress_bar
 
-__all__ = ["History", "seed_everything", "pick_device", "foreground_dice_score", "fit", "plot_history"]
+__all__ = ["History", "seed_everything", "pick_device", "foreground_dice_score", "EarlyStopping", "train_one_epoch",
+           "validate", "fit", "plot_history"]
 
 
 # ----------------------------------------------------------------------------- seeds and devices
@@ -191,84 +195,145 @@ def foreground_dice_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Te
     return torch.stack(scores, dim=1).nanmean(dim=1)
 
 
+# ----------------------------------------------------------------------------- callbacks
+class EarlyStopping:
+    """A :func:`fit` callback: stop after ``patience`` epochs without a new best monitored value.
+
+    ``fit`` calls each callback after every epoch as ``callback(epoch, history, model)`` (``epoch``
+    counts from 1); one that returns True ends training. This one reads only ``history``, so it
+    behaves the same after a resume and on every process under torchrun.
+
+    Shape: ``(epoch, History, model)`` -> bool.
+
+    Example:
+        >>> fit(net, train, val, loss_fn=dice_ce_loss, epochs=50, callbacks=[EarlyStopping(5)])  # doctest: +SKIP
+    """
+
+    def __init__(self, patience: int) -> None:
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        self.patience = patience
+
+    def __call__(self, epoch: int, history: History, model: nn.Module) -> bool:
+        return history.best_epoch is not None and epoch - history.best_epoch >= self.patience
+
+
 # ----------------------------------------------------------------------------- small pieces of fit
 def _unpack(batch) -> tuple:
-    """(image, label) from a dict batch or an (image, label, ...) tuple."""
+    """(image, label, weight or None) from a dict batch or an (image, label, ...) tuple."""
     if isinstance(batch, dict):
         if "image" not in batch or "label" not in batch:
             raise ValueError(f"a dict batch needs keys 'image' and 'label', got {sorted(batch)}")
-        return batch["image"], batch["label"]
+        return batch["image"], batch["label"], batch.get("weight")
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
+        return batch[0], batch[1], None
     raise TypeError(f"batches must be dicts with 'image' and 'label' or (image, label) tuples, "
                     f"got {type(batch).__name__}")
 
 
+def _reduce_loss(loss: torch.Tensor, weight: Optional[torch.Tensor], n: int) -> torch.Tensor:
+    """A scalar from loss_fn's result: as is, the mean of per-sample losses, or their weighted mean."""
+    if loss.ndim == 0 and weight is None:
+        return loss
+    if loss.shape != (n,):
+        hint = " (the batch has a 'weight' per sample: wrap the loss as per_sample_loss(loss_fn))" \
+            if weight is not None else ""
+        raise ValueError(f"loss_fn must return a scalar or one loss per sample, shape ({n},), got shape "
+                         f"{tuple(loss.shape)}{hint}")
+    if weight is None:
+        return loss.mean()
+    weight = torch.as_tensor(weight).to(loss).flatten()
+    if weight.shape != (n,) or not torch.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+        raise ValueError(f"batch 'weight' must hold {n} finite, non-negative numbers with a positive sum, "
+                         f"got {weight.tolist()}")
+    return (weight * loss).sum() / weight.sum()
+
+
 def _amp_settings(amp: Union[str, bool], device: torch.device) -> tuple:
-    """(autocast enabled, autocast dtype, needs a GradScaler)."""
+    """(autocast dtype or None for float32, needs a GradScaler)."""
     if amp not in ("auto", True, False):
         raise ValueError(f"amp must be 'auto', True or False, got {amp!r}")
     if amp is True and device.type != "cuda":
         raise ValueError(f"amp=True needs a CUDA device, got {device.type}; use amp='auto'")
     if device.type != "cuda" or amp is False:
-        return False, torch.float32, False
+        return None, False
     if torch.cuda.is_bf16_supported():
-        return True, torch.bfloat16, False      # bf16 has float32's range: no loss scaling needed
-    return True, torch.float16, True
+        return torch.bfloat16, False      # bf16 has float32's range: no loss scaling needed
+    return torch.float16, True
 
 
-def _rng_state(loader) -> dict:
-    """Every random generator fit() depends on, in a form torch.load(weights_only=True) accepts."""
-    np_state = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    sampler_gen = getattr(getattr(loader, "sampler", None), "generator", None)
-    state["sampler"] = sampler_gen.get_state() if sampler_gen is not None else None
-    return state
+# ----------------------------------------------------------------------------- the steps of fit
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *, loss_fn: Callable,
+                    device: Union[str, torch.device] = "cpu", amp_dtype: Optional[torch.dtype] = None,
+                    scaler=None, max_steps: Optional[int] = None, desc: Optional[str] = None) -> float:
+    """One pass over ``loader``: forward, loss, backward, optimizer step; the mean training loss.
+
+    For each batch: move it to ``device``, run the model (under autocast to ``amp_dtype`` if given),
+    compute the loss in float32, ``backward``, ``optimizer.step()``. ``loss_fn(logits, label)``
+    returns a scalar (the batch mean), or one loss per sample, shape ``(N,)``. A batch dict with a
+    ``"weight"`` entry ``(N,)`` needs the per-sample form: the step then minimises the weighted mean
+    ``sum(weight * loss) / sum(weight)`` (equal weights give the plain mean; see
+    :func:`medseg_edu.reweighting.per_sample_loss`). ``desc`` shows a progress bar.
+
+    Shape: batches ``image (N, C, *spatial)``, ``label (N, 1, *spatial)``, optional ``weight (N,)``
+    -> a float (mean loss per sample, over all processes under torchrun).
+    """
+    device = torch.device(device)
+    model.train()
+    sums = torch.zeros(2, dtype=torch.float64, device=device)   # loss * batch size, samples
+    batches = progress_bar(loader, desc=desc, leave=False) if desc else loader
+    for step, batch in enumerate(batches):
+        if max_steps is not None and step >= max_steps:
+            break
+        image, label, weight = _unpack(batch)
+        image = image.to(device, non_blocking=True)
+        label = label.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = model(image)
+        # the loss runs in float32 (outside autocast) for a stable sum
+        outputs = outputs.float() if isinstance(outputs, torch.Tensor) else [o.float() for o in outputs]
+        loss = _reduce_loss(deep_supervision_loss(outputs, label, loss_fn), weight, len(image))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at step {step + 1} ({desc or 'training'}); "
+                                     f"lower lr (now {optimizer.param_groups[0]['lr']}) or check the data")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        sums += torch.stack([loss.detach().double() * len(image),
+                             torch.tensor(float(len(image)), dtype=torch.float64, device=device)])
+    sums = ddp.all_reduce_sum(sums)
+    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
-def _set_rng_state(state: dict, loader) -> None:
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    sampler_gen = getattr(getattr(loader, "sampler", None), "generator", None)
-    if sampler_gen is not None and state["sampler"] is not None:
-        sampler_gen.set_state(state["sampler"])
+def validate(model: nn.Module, loader, *, loss_fn: Callable, metric: Callable = foreground_dice_score,
+             device: Union[str, torch.device] = "cpu", amp_dtype: Optional[torch.dtype] = None) -> tuple:
+    """The mean loss and the mean of ``metric`` over the cases of ``loader``, without training.
 
+    ``metric(logits, label)`` gives one score per case, NaN to skip a case. Sample weights are
+    ignored: validation measures the plain mean.
 
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_checkpoint(resume: Union[str, os.PathLike]) -> dict:
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"resume: no checkpoint at {path} (give a .pt file or a checkpoint_dir "
-                                f"containing last.pt)")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _validate(model, loader, loss_fn, val_metric, device, autocast_kwargs) -> tuple:
-    """(mean validation loss, mean of val_metric over cases), summed over all processes."""
+    Shape: batches as in :func:`train_one_epoch` -> ``(val_loss, val_score)`` floats (NaN if empty),
+    summed over all processes under torchrun.
+    """
+    device = torch.device(device)
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, n, metric sum, metric count
     with torch.no_grad():
         for batch in loader:
-            image, label = _unpack(batch)
+            image, label, _ = _unpack(batch)
             image, label = image.to(device), label.to(device)
-            with torch.autocast(**autocast_kwargs):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(image)
             logits = logits.float()
-            scores = val_metric(logits, label).double().flatten()
+            scores = metric(logits, label).double().flatten()
             valid = ~torch.isnan(scores)
-            sums += torch.stack([loss_fn(logits, label).double() * len(image),
+            loss = _reduce_loss(loss_fn(logits, label), None, len(image))
+            sums += torch.stack([loss.double() * len(image),
                                  torch.tensor(float(len(image)), dtype=torch.float64, device=device),
                                  scores[valid].sum(), valid.sum().double()])
     sums = ddp.all_reduce_sum(sums)
@@ -279,32 +344,37 @@ def _validate(model, loader, loss_fn, val_metric, device, autocast_kwargs) -> tu
 
 # ----------------------------------------------------------------------------- fit
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, epochs: int,
-        optimizer: Optional[torch.optim.Optimizer] = None, lr: float = 1e-3,
+        optimizer: Optional[torch.optim.Optimizer] = None, lr: float = 1e-3, scheduler=None,
         device: Union[str, torch.device] = "auto", amp: Union[str, bool] = "auto",
-        val_metric: Callable = foreground_dice_score,
+        val_metric: Callable = foreground_dice_score, callbacks: Sequence[Callable] = (),
         checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
-        resume: Optional[Union[str, os.PathLike]] = None,
-        early_stopping_patience: Optional[int] = None, max_steps: Optional[int] = None,
+        resume: Optional[Union[str, os.PathLike]] = None, max_steps: Optional[int] = None,
         seed: Optional[int] = None, progress: bool = True) -> History:
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
-    Args:
+    Each epoch is :func:`train_one_epoch`, then :func:`validate`, then the checkpoints, then the
+    callbacks. Args:
         model: any network mapping ``(N, C, *sp)`` to logits ``(N, K, *sp)``; a list of logits
             (deep supervision) is handled by :func:`medseg_edu.models.deep_supervision_loss`.
-        train_loader, val_loader: iterables of batches, dicts ``{"image", "label"}`` or
-            ``(image, label)`` tuples; labels ``(N, 1, *sp)`` int64.
-        loss_fn: ``loss_fn(logits, label) -> scalar``.
+        train_loader, val_loader: iterables of batches, dicts ``{"image", "label"}`` (optionally
+            ``"weight"``, one per sample) or ``(image, label)`` tuples; labels ``(N, 1, *sp)`` int64.
+        loss_fn: ``loss_fn(logits, label)`` -> a scalar, or one loss per sample ``(N,)``; batches
+            with ``"weight"`` need the per-sample form and minimise ``sum(w * loss) / sum(w)``.
         epochs: total number of epochs (counting those of a resumed run).
         optimizer: default ``torch.optim.Adam(model.parameters(), lr=lr)``.
+        scheduler: a learning-rate scheduler stepped once after every epoch (optional).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "mps".
         amp: "auto" = mixed precision on CUDA only (bf16 where supported, else fp16 with a
             GradScaler); False = always float32; True = require CUDA.
         val_metric: ``val_metric(logits, label) -> (N,)`` per-case scores (NaN = skip), higher is
             better; its mean is stored as ``history.val_dice`` and picks the best checkpoint.
+        callbacks: functions called after every epoch as ``callback(epoch, history, model)``;
+            one returning True stops training (e.g. :class:`EarlyStopping`).
         checkpoint_dir: write ``last.pt`` every epoch and ``best.pt`` when the monitored value
-            improves (model, optimizer, scaler, epoch, history, config, random states).
-        resume: a checkpoint file or a checkpoint_dir: continue its history from its epoch.
-        early_stopping_patience: stop after this many epochs without improvement.
+            improves, in the format of :mod:`medseg_edu.checkpoint` (``load_checkpoint`` rebuilds
+            the model; the optimizer, scheduler, scaler, history and random states serve ``resume``).
+        resume: a checkpoint file or a checkpoint_dir: continue its history from its epoch (with
+            the same optimizer and scheduler classes).
         max_steps: at most this many training batches per epoch (short runs in fast mode).
         seed: if given, :func:`seed_everything` (seed the model's initialisation yourself, before
             building it).
@@ -328,9 +398,11 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         raise TypeError(f"loss_fn must be callable (logits, label) -> scalar, got {type(loss_fn).__name__}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    for name, value in (("early_stopping_patience", early_stopping_patience), ("max_steps", max_steps)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be None or a positive int, got {max_steps!r}")
+    callbacks = list(callbacks)
+    if not all(callable(c) for c in callbacks):
+        raise TypeError(f"callbacks must be callables (epoch, history, model) -> bool, got {callbacks!r}")
 
     # --- processes, device, precision
     dist_env = ddp.distributed_env()
@@ -342,26 +414,19 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         ddp.init_distributed(device.type)
-    use_amp, amp_dtype, use_scaler = _amp_settings(amp, device)
-    autocast_kwargs = dict(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
+    amp_dtype, use_scaler = _amp_settings(amp, device)
     if seed is not None:
         seed_everything(seed)
 
+    # --- optimizer, and the state of an earlier run
     model.to(device)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    history = History()
-    start_epoch = 0
+    history, start_epoch = History(), 0
     if resume is not None:
-        ckpt = _load_checkpoint(resume)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt["scaler"] is not None:
-            scaler.load_state_dict(ckpt["scaler"])
-        history = History(**ckpt["history"])
-        start_epoch = ckpt["epoch"]
-        _set_rng_state(ckpt["rng"], train_loader)
+        saved, start_epoch = _restore_training_state(resume, model, optimizer, scheduler, scaler, train_loader)
+        history = History(**saved)
 
     train_model = model
     if dist_env:
@@ -371,60 +436,27 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         if val_loader is not None:
             val_loader = ddp.distributed_loader(val_loader, shuffle=False)
 
-    config = {"model_class": type(model).__name__, "epochs": epochs, "lr": lr, "seed": seed,
-              "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off",
-              "max_steps": max_steps, "world_size": world_size,
-              "loss_fn": getattr(loss_fn, "__name__", type(loss_fn).__name__),
-              "early_stopping_patience": early_stopping_patience}
+    config = {"epochs": epochs, "lr": lr, "seed": seed, "max_steps": max_steps, "world_size": world_size,
+              "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "off",
+              "loss_fn": getattr(loss_fn, "__name__", type(loss_fn).__name__)}
     if checkpoint_dir is not None and main:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
 
     for epoch in range(start_epoch, epochs):
-        if (early_stopping_patience is not None and history.best_epoch is not None
-                and len(history) - history.best_epoch >= early_stopping_patience):
-            break
         start = time.perf_counter()
         sampler = getattr(train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)       # a new shuffle every epoch under DistributedSampler
-        train_model.train()
-        sums = torch.zeros(2, dtype=torch.float64, device=device)   # loss * batch size, samples
-        batches = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False) \
-            if progress and main else train_loader
-        for step, batch in enumerate(batches):
-            if max_steps is not None and step >= max_steps:
-                break
-            image, label = _unpack(batch)
-            image = image.to(device, non_blocking=True)
-            label = label.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(**autocast_kwargs):
-                outputs = train_model(image)
-            # the loss runs in float32 (outside autocast) for a stable sum
-            if isinstance(outputs, torch.Tensor):
-                outputs = outputs.float()
-            else:
-                outputs = [o.float() for o in outputs]
-            loss = deep_supervision_loss(outputs, label, loss_fn)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
-                                         f"lower lr (now {optimizer.param_groups[0]['lr']}) or check the data")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            sums += torch.stack([loss.detach().double() * len(image),
-                                 torch.tensor(float(len(image)), dtype=torch.float64, device=device)])
-        sums = ddp.all_reduce_sum(sums)
-        history.train_loss.append(float(sums[0] / sums[1]) if sums[1] > 0 else float("nan"))
         history.lr.append(float(optimizer.param_groups[0]["lr"]))
+        history.train_loss.append(train_one_epoch(
+            train_model, train_loader, optimizer, loss_fn=loss_fn, device=device, amp_dtype=amp_dtype,
+            scaler=scaler, max_steps=max_steps, desc=f"epoch {epoch + 1}/{epochs}" if progress and main else None))
+        if scheduler is not None:
+            scheduler.step()
+        val_loss, val_score = float("nan"), float("nan")
         if val_loader is not None:
-            val_loss, val_score = _validate(model, val_loader, loss_fn, val_metric, device, autocast_kwargs)
-        else:
-            val_loss, val_score = float("nan"), float("nan")
+            val_loss, val_score = validate(model, val_loader, loss_fn=loss_fn, metric=val_metric, device=device,
+                                           amp_dtype=amp_dtype)
         history.val_loss.append(val_loss)
         history.val_dice.append(val_score)
         history.seconds.append(time.perf_counter() - start)
@@ -434,16 +466,16 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         if improved:
             history.best_epoch, history.best_score = epoch + 1, monitored
         if checkpoint_dir is not None and main:
-            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scaler": scaler.state_dict() if scaler is not None else None,
-                       "epoch": epoch + 1, "history": asdict(history), "config": config,
-                       "rng": _rng_state(train_loader)}
-            _save_checkpoint(Path(checkpoint_dir) / "last.pt", payload)
+            state = dict(optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
+                         history=asdict(history), config=config, rng=_rng_state(train_loader))
+            save_checkpoint(Path(checkpoint_dir) / "last.pt", model, **state)
             if improved:
-                _save_checkpoint(Path(checkpoint_dir) / "best.pt", payload)
+                save_checkpoint(Path(checkpoint_dir) / "best.pt", model, **state)
         if progress and main:
             print(f"epoch {epoch + 1}/{epochs}  train_loss {history.train_loss[-1]:.4f}  "
                   f"val_loss {val_loss:.4f}  val_dice {val_score:.4f}  {history.seconds[-1]:.1f} s"
                   + ("  *best*" if improved else ""))
         ddp.barrier()
+        if any([bool(callback(epoch + 1, history, model)) for callback in callbacks]):   # call every one
+            break
     return history

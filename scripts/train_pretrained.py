@@ -5,7 +5,8 @@ Anyone can rerun it; each network takes a few minutes on 2 CPU cores::
     python scripts/train_pretrained.py                      # all of them
     python scripts/train_pretrained.py --name skin2d_unet   # one
 
-For each name it writes ``<name>.pt`` (the state_dict in float16, a few hundred kB) and ``<name>.json``
+For each name it writes ``<name>.pt`` (a checkpoint in the format of ``medseg_edu.checkpoint``, weights in
+float16, a few hundred kB) and ``<name>.json``
 (network config, data arguments, preprocessing, seed, training settings and time, and the metrics
 reached on held-out patients). ``medseg_edu.models.load_pretrained(name)`` reads both.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from medseg_edu.checkpoint import save_checkpoint
 from medseg_edu.data.io import list_brain_cases, list_skin_cases, load_skin_case
 from medseg_edu.data.datasets import sample_patch
 from medseg_edu.data.phantoms import builtin_brain, builtin_skin
@@ -139,24 +141,29 @@ def _random_patches(cases: list[dict], settings: dict[str, Any], rng: np.random.
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
 
 
+class FreshPatches:
+    """A loader for fit that draws new random patches, in a new order, each time it is iterated (each epoch)."""
+
+    def __init__(self, cases: list[dict], settings: dict[str, Any], rng: np.random.Generator) -> None:
+        self.cases, self.settings, self.rng = cases, settings, rng
+
+    def __iter__(self):
+        x, y = _random_patches(self.cases, self.settings, self.rng)
+        order, size = torch.randperm(len(x)), self.settings["batch_size"]
+        return iter([(x[order[i:i + size]], y[order[i:i + size]]) for i in range(0, len(x), size)])
+
+
 def train_brain3d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, dict, dict]:
     cases, ids = _brain_cases(recipe["data"], seed)
     settings = recipe["training"]
     rng = np.random.default_rng(seed)
     model = UNet(3, 4, 4, features=tuple(recipe["model"]["features"]))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     val_x = torch.stack([torch.from_numpy(c["image"]) for c in cases["val"]])
     val_y = torch.stack([torch.from_numpy(c["label"].astype(np.int64))[None] for c in cases["val"]])
     val_loader = [(val_x[i:i + 1], val_y[i:i + 1]) for i in range(len(val_x))]   # whole volumes
     seed_everything(seed)
-    for epoch in range(settings["epochs"]):      # fresh random patches every epoch, one fit() epoch each
-        x, y = _random_patches(cases["train"], settings, rng)
-        order = torch.randperm(len(x))
-        batches = [(x[order[i:i + settings["batch_size"]]], y[order[i:i + settings["batch_size"]]])
-                   for i in range(0, len(x), settings["batch_size"])]
-        fit(model, batches, val_loader if epoch == settings["epochs"] - 1 else None, loss_fn=dice_ce_loss,
-            epochs=1, optimizer=optimizer, device="cpu", progress=False)
-        print(f"brain3d epoch {epoch + 1}/{settings['epochs']} done")
+    fit(model, FreshPatches(cases["train"], settings, rng), val_loader, loss_fn=dice_ce_loss,
+        epochs=settings["epochs"], lr=settings["lr"], device="cpu")
     _round_to_half(model)
     roi = tuple(settings["patch_size"])
     metrics = _brain_metrics(model, cases["test"], lambda image: sliding_window_inference(
@@ -199,16 +206,15 @@ TRAINERS = {"brain2d_unet": train_brain2d, "brain3d_unet": train_brain3d, "skin2
 
 
 def train_and_save(name: str, *, out_dir: Path, seed: int) -> dict[str, Any]:
-    """Train one recipe, then write ``<name>.pt`` (float16 state_dict) and ``<name>.json``."""
+    """Train one recipe, then write ``<name>.pt`` (a float16 checkpoint) and ``<name>.json``."""
     recipe = RECIPES[name]
     seed_everything(seed)
     start = time.perf_counter()
     cpu_start = time.process_time()
     model, metrics, ids = TRAINERS[name](recipe, seed)
     seconds = time.perf_counter() - start
-    state = {key: (value.half() if value.is_floating_point() else value) for key, value in model.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(state, out_dir / f"{name}.pt")
+    save_checkpoint(out_dir / f"{name}.pt", model, dtype=torch.float16, extra={"name": name, "sidecar": f"{name}.json"})
     sidecar = {"name": name, "description": recipe["description"], "model": recipe["model"],
                "data": recipe["data"], "split": {"fractions": list(FRACTIONS), "seed": seed, "case_ids": ids},
                "preprocessing": recipe["preprocessing"], "seed": seed, "training": recipe["training"],

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from medseg_edu.models import UNet
-from medseg_edu.training import (History, fit, foreground_dice_score, pick_device, plot_history,
-                                 seed_everything)
+from medseg_edu.training import (EarlyStopping, History, fit, foreground_dice_score, pick_device,
+                                 plot_history, seed_everything, train_one_epoch, validate)
 
 TINY = (4, 8, 16)
 
@@ -157,10 +157,13 @@ def test_checkpoint_contents(tmp_path):
     _, history = make_run(2, checkpoint_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]   # no temp files left
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert {"model", "optimizer", "scaler", "epoch", "history", "config", "rng"} <= set(ckpt)
+    assert {"format", "format_version", "model_class", "model_args", "model", "optimizer_class", "optimizer",
+            "scaler", "epoch", "history", "config", "rng"} <= set(ckpt)
     assert ckpt["epoch"] == 2
     assert ckpt["history"]["train_loss"] == history.train_loss
-    assert ckpt["config"]["model_class"] == "UNet"
+    assert ckpt["model_class"] == "medseg_edu.models.unet.UNet"
+    assert ckpt["model_args"]["features"] == list(TINY) and ckpt["model_args"]["dropout"] == 0.1
+    assert ckpt["optimizer_class"] == "torch.optim.adam.Adam"
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == history.best_epoch
 
@@ -172,9 +175,11 @@ def test_resume_missing_checkpoint(tmp_path):
 
 def test_early_stopping():
     # lr = 0 -> the model never changes -> val Dice never improves after epoch 1
-    _, history = make_run(10, lr=0.0, early_stopping_patience=2)
+    _, history = make_run(10, lr=0.0, callbacks=[EarlyStopping(2)])
     assert history.best_epoch == 1
     assert len(history) == 3
+    with pytest.raises(ValueError, match="patience must be a positive int, got 0"):
+        EarlyStopping(0)
 
 
 def test_tuple_batches_max_steps_and_no_validation():

@@ -1,7 +1,8 @@
 """Networks already trained on the built-in phantoms, shipped inside the package (a few MB in all).
 
-Each checkpoint ``medseg_edu/pretrained/<name>.pt`` (weights stored in float16 to stay small) has a
-sidecar ``<name>.json`` that records how it was made: the network's configuration, the data
+Each checkpoint ``medseg_edu/pretrained/<name>.pt`` is in the course's one checkpoint format
+(:mod:`medseg_edu.checkpoint`: model class, constructor arguments, weights stored in float16 to stay
+small), so ``load_checkpoint`` reads it too. It has a sidecar ``<name>.json`` that records how it was made: the network's configuration, the data
 (arguments of ``builtin_brain`` / ``builtin_skin``), the input preprocessing, the seed, the training
 settings and time, and the metrics reached on held-out patients. ``scripts/train_pretrained.py``
 recreates every file.
@@ -20,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medseg_edu.models.unet import UNet
+from medseg_edu.checkpoint import load_checkpoint
 
 __all__ = ["PRETRAINED_DIR", "list_pretrained", "pretrained_info", "load_pretrained"]
 
@@ -74,7 +75,8 @@ def list_pretrained() -> pd.DataFrame:
 
 
 def load_pretrained(name: str, *, device: Union[str, torch.device] = "cpu") -> nn.Module:
-    """Build the network recorded in the sidecar of ``name`` and load its weights (float32, eval mode).
+    """Rebuild the shipped network ``name`` with :func:`medseg_edu.checkpoint.load_checkpoint`
+    (float32 weights, eval mode).
 
     Read ``pretrained_info(name)["preprocessing"]`` for the input the network expects (e.g. brain
     channels z-scored inside the brain, on a 64^3 grid of 3 mm voxels).
@@ -91,12 +93,5 @@ def load_pretrained(name: str, *, device: Union[str, torch.device] = "cpu") -> n
 
     Taught in week 3.
     """
-    info = pretrained_info(name)
-    config = info["model"]
-    if config.get("class", "UNet") != "UNet":
-        raise ValueError(f"pretrained model {name!r} has class {config['class']!r}; only 'UNet' is supported")
-    model = UNet(config["spatial_dims"], config["in_channels"], config["out_channels"],
-                 features=tuple(config["features"]), **config.get("options", {}))
-    state = torch.load(PRETRAINED_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict({key: value.float() for key, value in state.items()})
-    return model.to(device).eval()
+    pretrained_info(name)              # checks the name (a clear error listing the available ones)
+    return load_checkpoint(PRETRAINED_DIR / f"{name}.pt", device=device)

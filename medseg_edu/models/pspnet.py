@@ -112,6 +112,9 @@ class PSPNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.features = features
+        # the constructor's arguments as plain values (PSPNet(**net.config) builds the same network)
+        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
+                       "features": list(features), "bins": list(bins), "norm": norm}
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], norm=norm)
         self.stages = nn.ModuleList(
             nn.Sequential(ResidualBlock(spatial_dims, features[i - 1], features[i], stride=2, norm=norm),

@@ -272,6 +272,12 @@ class UNet(nn.Module):
         self.out_channels = out_channels
         self.features = features
         self.deep_supervision = deep_supervision
+        # the constructor's arguments as plain values: UNet(**net.config) builds the same network
+        # (medseg_edu.checkpoint stores them, so load_checkpoint can rebuild it)
+        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
+                       "features": list(features), "attention": bool(attention),
+                       "deep_supervision": bool(deep_supervision), "dropout": float(dropout), "norm": norm,
+                       "up": up}
         opts = dict(norm=norm, dropout=float(dropout))
 
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], **opts)

@@ -48,6 +48,9 @@ class UNetPlusPlus(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.features = features
+        # the constructor's arguments as plain values (UNetPlusPlus(**net.config) builds the same network)
+        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
+                       "features": list(features), "norm": norm}
         levels = len(features) - 1
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], norm=norm)
         self.encoders = nn.ModuleList(
