@@ -94,10 +94,16 @@ def test_unet_check_passes_one_output_channel():
         check_unet(lambda a, b, features: UNet(2, a, b, features=features), seed=seed, trials=1, levels=(2,))
 
 
-@pytest.mark.parametrize("seed", [None, 3, 4])
+@pytest.mark.parametrize("seed", [0, 3, 4])
 def test_checks_pass_for_any_seed(seed):
     check_double_conv(GoodDoubleConv, seed=seed, trials=2)
     check_decoder_step(GoodDecoderStep, seed=seed, trials=2)
+
+
+def test_checks_are_always_seeded():
+    """An unseeded check could pass once and fail the next time; seed=None is refused."""
+    with pytest.raises(TypeError, match="seed must be an int"):
+        check_double_conv(GoodDoubleConv, seed=None)
 
 
 # ----------------------------------------------------------------------------- wrong double conv

@@ -1,8 +1,8 @@
 """Self-checks for the week-1 exercises (resampling, NCC, mutual information, a registration loop).
 
 Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
-package's reference (:func:`medseg_edu.registration.resample`, :func:`~medseg_edu.registration.ncc_score`,
-:func:`~medseg_edu.registration.histogram_mutual_information`,
+package's reference (:func:`medseg_edu.registration.resample`, :func:`~medseg_edu.similarity.ncc_score`,
+:func:`~medseg_edu.similarity.histogram_mutual_information`,
 :func:`~medseg_edu.registration.transform_error`) and prints ``"exN looks right"``. When something is
 off it raises ``AssertionError`` with a message that says what is wrong (shape, direction, a property)
 -- never the expected values.
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from medseg_edu.registration import (histogram_mutual_information, joint_histogram, ncc_score, resample,
-                                     rigid_matrix, transform_error)
+from medseg_edu.checks import self_check
+from medseg_edu.registration import resample, rigid_matrix, transform_error
+from medseg_edu.similarity import histogram_mutual_information, joint_histogram, ncc_score
 
 __all__ = ["random_slice", "check_resample_2d", "check_ncc", "check_mutual_information", "check_register_2d"]
 
@@ -61,7 +62,8 @@ def _reference_resample(image: np.ndarray, angle_deg: float, shift_mm, spacing_m
 
 
 # ------------------------------------------------------------------------------------------ ex1
-def check_resample_2d(resample_2d: Callable[..., Any], *, seed: Optional[int] = None, trials: int = 3) -> None:
+@self_check("ex1")
+def check_resample_2d(resample_2d: Callable[..., Any], *, seed: int = 0, trials: int = 3) -> None:
     """Check ``resample_2d(image, angle_deg, shift_mm, *, spacing_mm)`` (out(p) = image(R p + shift)).
 
     Shape: the student's function maps (H, W) -> (H, W).
@@ -108,7 +110,8 @@ def check_resample_2d(resample_2d: Callable[..., Any], *, seed: Optional[int] = 
 
 
 # ------------------------------------------------------------------------------------------ ex2
-def check_ncc(ncc: Callable[[np.ndarray, np.ndarray], Any], *, seed: Optional[int] = None, trials: int = 5) -> None:
+@self_check("ex2")
+def check_ncc(ncc: Callable[[np.ndarray, np.ndarray], Any], *, seed: int = 0, trials: int = 5) -> None:
     """Check ``ncc(a, b)`` (global normalised cross-correlation) against ``ncc_score``.
 
     Shape: the student's function maps two (H, W) arrays -> a number.
@@ -143,7 +146,8 @@ def check_ncc(ncc: Callable[[np.ndarray, np.ndarray], Any], *, seed: Optional[in
 
 
 # ------------------------------------------------------------------------------------------ ex3
-def check_mutual_information(mutual_information: Callable[..., Any], *, seed: Optional[int] = None,
+@self_check("ex3")
+def check_mutual_information(mutual_information: Callable[..., Any], *, seed: int = 0,
                              trials: int = 4) -> None:
     """Check ``mutual_information(a, b, bins=...)`` (nats, from a joint histogram) against the reference.
 
@@ -179,7 +183,8 @@ def check_mutual_information(mutual_information: Callable[..., Any], *, seed: Op
 
 
 # ------------------------------------------------------------------------------------------ ex4
-def check_register_2d(register_2d: Callable[..., Any], *, seed: Optional[int] = None, trials: int = 2) -> None:
+@self_check("ex4")
+def check_register_2d(register_2d: Callable[..., Any], *, seed: int = 0, trials: int = 2) -> None:
     """Check ``register_2d(fixed, moving, *, spacing_mm, metric) -> (angle_deg, shift_mm)``.
 
     The images are a random smooth slice and a copy moved by a random rigid transform; the metric is the

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from medseg_edu.checks import self_check
 from medseg_edu.data.datasets import sample_patch
 from medseg_edu.inference import predict_slices, sliding_window_inference, window_starts
 from medseg_edu.transforms import random_rot90, zscore_normalise
@@ -29,8 +30,10 @@ __all__ = [
 ]
 
 
-def _rng(seed: Optional[int]) -> np.random.Generator:
-    return np.random.default_rng(seed)
+def _rng(seed: int) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int (checks are always seeded), got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 def _as_array(value: Any, what: str, exercise: str) -> np.ndarray:
@@ -77,10 +80,12 @@ def _corner_of(image: np.ndarray, patch: np.ndarray) -> Optional[tuple[int, ...]
     window = tuple(slice(c, c + p) for c, p in zip(corner, patch.shape[1:]))
     if any(c + p > s for c, p, s in zip(corner, patch.shape[1:], image.shape[1:])):
         return None
+    # exact: the voxels are distinct whole numbers and a patch is a copy of them, not a computation
     return corner if np.array_equal(image[(slice(None),) + window], patch) else None
 
 
-def check_get_sub_volume(get_sub_volume: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex1")
+def check_get_sub_volume(get_sub_volume: Callable, *, seed: int = 0) -> None:
     """Check ``get_sub_volume(image, label, *, patch_size, min_tumour_fraction, rng) -> (image, label)``.
 
     The same contract as :func:`medseg_edu.data.datasets.sample_patch` (without the corner): a
@@ -183,7 +188,8 @@ def _random_brain(rng: np.random.Generator, channels: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def check_standardise(standardise: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex2")
+def check_standardise(standardise: Callable, *, seed: int = 0) -> None:
     """Check ``standardise(image) -> image``: per channel mean 0 and std 1 over the brain voxels.
 
     Brain voxels are those where any channel is non-zero; background stays 0; a channel that is
@@ -199,7 +205,7 @@ def check_standardise(standardise: Callable, *, seed: Optional[int] = None) -> N
         image = _random_brain(rng, int(rng.integers(1, 5)))
         original = image.copy()
         out = _as_array(standardise(image), "the standardised image", ex)
-        if not np.array_equal(image, original):
+        if not np.array_equal(image, original):     # exact: the input must be untouched (vs its own copy)
             raise AssertionError(f"{ex}: your function changed its input array; work on a copy")
         if out.shape != image.shape:
             raise AssertionError(f"{ex}: the output should keep the shape {_shape_text(image.shape)}, got "
@@ -236,7 +242,8 @@ def check_standardise(standardise: Callable, *, seed: Optional[int] = None) -> N
 
 
 # ------------------------------------------------------------------------------------------ ex3
-def check_rotate_pair(rotate_pair: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex3")
+def check_rotate_pair(rotate_pair: Callable, *, seed: int = 0) -> None:
     """Check ``rotate_pair(image, label, *, k, plane) -> (image, label)`` against ``random_rot90``.
 
     ``k`` quarter turns in the spatial ``plane`` (two spatial axes, counted without the channel
@@ -294,7 +301,8 @@ class _SliceNet(torch.nn.Module):
         return self.conv(x)
 
 
-def check_stack_slices(stack_slices: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex4")
+def check_stack_slices(stack_slices: Callable, *, seed: int = 0) -> None:
     """Check ``stack_slices(volume, model, *, axis) -> logits`` against ``predict_slices``.
 
     The student's function cuts ``volume`` (C, X, Y, Z) into 2D slices along spatial ``axis``,
@@ -326,7 +334,8 @@ def check_stack_slices(stack_slices: Callable, *, seed: Optional[int] = None) ->
 
 
 # ------------------------------------------------------------------------------------------ ex5
-def check_average_windows(average_windows: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex5")
+def check_average_windows(average_windows: Callable, *, seed: int = 0) -> None:
     """Check ``average_windows(window_logits, corners, *, shape) -> logits`` (plain average of windows).
 
     ``window_logits`` is a list of ``(K, *roi)`` arrays cut at ``corners``; the result is, at each

@@ -10,11 +10,12 @@ Taught in week 4.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from medseg_edu.checks import self_check
 from medseg_edu.losses import soft_dice_loss
 from medseg_edu.metrics import dice_score, iou_score, sensitivity_score, specificity_score, volume_error
 
@@ -29,8 +30,10 @@ __all__ = [
 _TOL = 1e-6
 
 
-def _rng(seed: Optional[int]) -> np.random.Generator:
-    return np.random.default_rng(seed)
+def _rng(seed: int) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int (checks are always seeded), got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 def _random_masks(rng: np.random.Generator, shape=None) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +67,8 @@ def _close(a: float, b: float, tol: float = _TOL) -> bool:
     return abs(a - b) <= tol * max(1.0, abs(b))
 
 
-def check_dice_coefficient(dice_coefficient: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex1")
+def check_dice_coefficient(dice_coefficient: Callable, *, seed: int = 0) -> None:
     """Check ``dice_coefficient(pred, target) -> float`` (hard masks; both empty -> 1.0).
 
     Shape: pred, target boolean arrays of any identical shape -> float in [0, 1].
@@ -95,7 +99,8 @@ def check_dice_coefficient(dice_coefficient: Callable, *, seed: Optional[int] = 
     print(f"{ex} looks right")
 
 
-def check_soft_dice_loss(soft_dice: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex2")
+def check_soft_dice_loss(soft_dice: Callable, *, seed: int = 0) -> None:
     """Check ``soft_dice(probs, onehot, smooth=1.0) -> float``, the AI-for-Medicine soft Dice loss.
 
     ``1 - mean over classes of (2 sum(p g) + smooth) / (sum(p^2) + sum(g^2) + smooth)``.
@@ -135,7 +140,8 @@ def check_soft_dice_loss(soft_dice: Callable, *, seed: Optional[int] = None) -> 
     print(f"{ex} looks right")
 
 
-def check_sensitivity_specificity(sens_spec: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex3")
+def check_sensitivity_specificity(sens_spec: Callable, *, seed: int = 0) -> None:
     """Check ``sens_spec(pred, target, label) -> (sensitivity, specificity)`` of one class of label maps.
 
     Shape: pred, target (*spatial) integer label maps -> tuple of two floats.
@@ -168,7 +174,8 @@ def check_sensitivity_specificity(sens_spec: Callable, *, seed: Optional[int] = 
     print(f"{ex} looks right")
 
 
-def check_iou(iou: Callable, iou_from_dice: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex4")
+def check_iou(iou: Callable, iou_from_dice: Callable, *, seed: int = 0) -> None:
     """Check ``iou(pred, target) -> float`` (both empty -> 1.0) and ``iou_from_dice(dice) -> float``.
 
     Shape: pred, target boolean arrays of any identical shape -> float; dice a float -> float.
@@ -199,7 +206,8 @@ def check_iou(iou: Callable, iou_from_dice: Callable, *, seed: Optional[int] = N
     print(f"{ex} looks right")
 
 
-def check_volume_error_ml(volume_error_ml: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex5")
+def check_volume_error_ml(volume_error_ml: Callable, *, seed: int = 0) -> None:
     """Check ``volume_error_ml(pred, target, spacing_mm) -> float``, signed V_pred - V_true in ml.
 
     Shape: pred, target (X, Y, Z) boolean masks, spacing_mm three floats -> float (ml).

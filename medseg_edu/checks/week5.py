@@ -10,10 +10,11 @@ Taught in week 5.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from medseg_edu.checks import self_check
 from medseg_edu.clinical import net_benefit
 from medseg_edu.data.splits import check_no_leakage
 from medseg_edu.transforms import zscore_normalise
@@ -139,7 +140,8 @@ def _index_array(value: Any, name: str, n_rows: int, exercise: str) -> np.ndarra
     return arr.astype(np.int64)
 
 
-def check_patient_split(split_patients: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex1")
+def check_patient_split(split_patients: Callable, *, seed: int = 0) -> None:
     """Check ``split_patients(patient_ids, test_fraction, seed) -> (train_idx, test_idx)``.
 
     Properties checked: integer row indices; every row in exactly one part; no patient in both parts
@@ -181,7 +183,7 @@ def check_patient_split(split_patients: Callable, *, seed: Optional[int] = None)
                                  f"least 1, never all); got {n_test} of {n_patients} patients for "
                                  f"test_fraction={fraction} (did you count cases instead of patients?)")
         again = _call(split_patients, ex, "called a second time with the same seed", ids, fraction, split_seed)
-        if not np.array_equal(np.sort(np.asarray(again[1])), np.sort(test)):
+        if not np.array_equal(np.sort(np.asarray(again[1])), np.sort(test)):    # exact: row indices
             raise AssertionError(f"{ex}: the same seed must give the same split (use "
                                  f"np.random.default_rng(seed), not the global random state)")
         if trial < 3:
@@ -214,7 +216,8 @@ def _random_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def check_zscore_in_mask(zscore_in_mask: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex3")
+def check_zscore_in_mask(zscore_in_mask: Callable, *, seed: int = 0) -> None:
     """Check ``zscore_in_mask(image, mask) -> array``: per channel mean 0 / std 1 inside, 0 outside.
 
     Compared with :func:`medseg_edu.transforms.zscore_normalise` (population std, ddof=0).
@@ -231,7 +234,7 @@ def check_zscore_in_mask(zscore_in_mask: Callable, *, seed: Optional[int] = None
         if hasattr(out, "detach"):
             out = out.detach().cpu().numpy()
         out = np.asarray(out)
-        if not np.array_equal(image, original):
+        if not np.array_equal(image, original):     # exact: the input must be untouched (vs its own copy)
             raise AssertionError(f"{ex}: do not change the input image in place; return a new array")
         if out.shape != image.shape:
             raise AssertionError(f"{ex}: the output must have the image's shape (C, *spatial) {image.shape}, "
@@ -266,7 +269,8 @@ def _random_dice(rng: np.random.Generator, size: int, centre: float) -> np.ndarr
     return np.clip(rng.normal(centre, rng.uniform(0.05, 0.15), size=size), 0.0, 1.0)
 
 
-def check_drop_ci(drop_with_ci: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex2")
+def check_drop_ci(drop_with_ci: Callable, *, seed: int = 0) -> None:
     """Check ``drop_with_ci(dice_internal, dice_external, n_resamples, seed) -> (drop, low, high)``.
 
     The drop must be ``mean(internal) - mean(external)`` exactly; the interval must contain it, be
@@ -320,7 +324,8 @@ def check_drop_ci(drop_with_ci: Callable, *, seed: Optional[int] = None) -> None
 # ----------------------------------------------------------------------------------------------
 # exercise 4: net benefit from counts
 # ----------------------------------------------------------------------------------------------
-def check_net_benefit_from_counts(net_benefit_from_counts: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex4")
+def check_net_benefit_from_counts(net_benefit_from_counts: Callable, *, seed: int = 0) -> None:
     """Check ``net_benefit_from_counts(tp, fp, n, pt) -> float`` against the package's net_benefit.
 
     Shape: four numbers -> one float.

@@ -8,11 +8,12 @@ Taught in week 6.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from medseg_edu.checks import self_check
 from medseg_edu.checks.week5 import reference_drop_ci
 from medseg_edu.bootstrap import bootstrap_ci
 from medseg_edu.metrics import dice_score
@@ -162,7 +163,8 @@ def _call_name(fn: Callable) -> str:
 # ----------------------------------------------------------------------------------------------
 # checks
 # ----------------------------------------------------------------------------------------------
-def check_dice_per_group(fn: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex1")
+def check_dice_per_group(fn: Callable, *, seed: int = 0) -> None:
     """Check ``fn(df, by=..., value=...)`` against :func:`reference_dice_per_group` on random tables.
 
     Shape: fn maps a per-image DataFrame to one row per subgroup.
@@ -196,6 +198,7 @@ def check_dice_per_group(fn: Callable, *, seed: Optional[int] = None) -> None:
                                  f"got {len(got)} rows")
         if list(got[by]) != list(expected[by]):
             raise AssertionError(f"rows must be sorted by {by!r}, one per subgroup")
+        # exact: "n" holds counts (integers)
         if int(got["n"].sum()) != len(df) or not np.array_equal(got["n"].to_numpy(), expected["n"].to_numpy()):
             raise AssertionError("column 'n' must count the rows of each subgroup (they add up to len(df))")
         if not np.allclose(got["mean"].to_numpy(dtype=float), expected["mean"].to_numpy(), atol=1e-9):
@@ -203,7 +206,8 @@ def check_dice_per_group(fn: Callable, *, seed: Optional[int] = None) -> None:
     print("ex1 looks right")
 
 
-def check_bootstrap_mean_ci(fn: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex2")
+def check_bootstrap_mean_ci(fn: Callable, *, seed: int = 0) -> None:
     """Check ``fn(values, n_resamples=, confidence=, seed=)`` against ``bootstrap.bootstrap_ci``.
 
     Shape: fn maps values (n,) to three floats (mean, low, high).
@@ -246,7 +250,8 @@ def check_bootstrap_mean_ci(fn: Callable, *, seed: Optional[int] = None) -> None
     print("ex2 looks right")
 
 
-def check_inverse_frequency_weights(fn: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex3")
+def check_inverse_frequency_weights(fn: Callable, *, seed: int = 0) -> None:
     """Check ``fn(groups)`` against :func:`reference_inverse_frequency_weights`.
 
     Shape: fn maps groups (n,) to weights (n,).
@@ -278,7 +283,8 @@ def check_inverse_frequency_weights(fn: Callable, *, seed: Optional[int] = None)
     print("ex3 looks right")
 
 
-def check_gap_ci(fn: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex4")
+def check_gap_ci(fn: Callable, *, seed: int = 0) -> None:
     """Check ``fn(best, worst, n_resamples=, confidence=, seed=)`` against :func:`reference_gap_ci`.
 
     The student's random draws may differ from the reference's, so intervals are compared with a
@@ -321,7 +327,8 @@ def check_gap_ci(fn: Callable, *, seed: Optional[int] = None) -> None:
     print("ex4 looks right")
 
 
-def check_pairwise_dice(fn: Callable, *, seed: Optional[int] = None) -> None:
+@self_check("ex5")
+def check_pairwise_dice(fn: Callable, *, seed: int = 0) -> None:
     """Check ``fn(masks)`` against :func:`reference_pairwise_dice` on random elliptical masks.
 
     Shape: fn maps {name: list of n masks (H, W)} to a names x names DataFrame.
