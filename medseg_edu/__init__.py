@@ -6,8 +6,8 @@ are imported on first use, so ``import medseg_edu`` stays fast and a command tha
 data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
-    data (nifti, io, phantoms, datasets, splits), registration, transforms, models, training, inference,
-    uncertainty, interpret, losses, metrics, clinical, bootstrap, viz, widgets.
+    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, models, training,
+    inference, uncertainty, interpret, losses, metrics, clinical, bootstrap, viz, widgets.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ _EXPORTS = {
                                  "write_skin_dataset", "builtin_brain", "builtin_skin"],
     "medseg_edu.data.datasets": ["sample_patch", "BrainVolumes", "BrainSlices", "BrainPatches", "SkinImages"],
     "medseg_edu.data.splits": ["patient_split", "patient_kfold", "check_no_leakage", "site_split"],
-    "medseg_edu.registration": ["rigid_matrix", "resample", "ncc_score", "joint_histogram",
-                                "mutual_information_score", "register_rigid", "register_affine",
+    "medseg_edu.registration": ["rigid_matrix", "resample", "register_rigid", "register_affine",
                                 "transform_error"],
+    "medseg_edu.similarity": ["ncc_score", "joint_histogram", "mutual_information_score"],
     "medseg_edu.transforms": ["random_flip", "random_rot90", "random_affine", "random_elastic",
                               "zscore_normalise", "percentile_clip", "random_gamma", "random_noise",
                               "random_bias_field", "compose", "brain_augmentation", "skin_augmentation"],

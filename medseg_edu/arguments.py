@@ -9,8 +9,8 @@ modules need live here, so that one kind of mistake gets one wording everywhere:
 * :func:`check_unit_interval`: a number in [0, 1], (0, 1) or a half-open variant;
 * :func:`check_spacing`: a voxel size ``spacing_mm``, one finite positive number per spatial axis;
 * :func:`check_same_shape`: two arrays that must be aligned voxel by voxel;
-* :func:`to_numpy`, :func:`as_binary`, :func:`binary_pair`: numpy arrays, and hard binary masks,
-  from numpy arrays or torch tensors;
+* :func:`to_numpy`, :func:`to_tensor`, :func:`as_binary`, :func:`binary_pair`: numpy arrays, torch
+  tensors and hard binary masks, from numpy arrays or torch tensors;
 * :func:`check_image_batch`: a floating torch batch ``(N, C, *spatial)`` for a network.
 
 Checks that only make sense for one module's own objects (an affine, a phantom's field of view, a
@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 __all__ = ["check_choice", "check_int", "check_unit_interval", "check_spacing", "check_same_shape",
-           "to_numpy", "as_binary", "binary_pair", "check_image_batch"]
+           "to_numpy", "to_tensor", "as_binary", "binary_pair", "check_image_batch"]
 
 
 def check_choice(value: Any, choices: Sequence[Any], name: str) -> Any:
@@ -121,6 +121,18 @@ def to_numpy(x: Any, name: str, *, allow_lists: bool = False) -> np.ndarray:
             return array
     kind = "array-like" if allow_lists else "a numpy array or a torch tensor"
     raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
+
+
+def to_tensor(x: Any, name: str) -> Any:
+    """``x`` as a torch tensor: a tensor is returned as it is (autograd graph kept), a numpy array is
+    wrapped without a copy where possible; anything else is a TypeError."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
 
 
 def as_binary(x: Any, name: str, *, allow_lists: bool = False) -> np.ndarray:

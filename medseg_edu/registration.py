@@ -18,7 +18,8 @@ Coordinates (the same as ``medseg_edu.data.phantoms.make_brain_case``):
 Resampling uses ``torch.nn.functional.grid_sample`` with ``align_corners=True`` (-1 and +1 are the
 centres of the first and last voxel), so the whole chain is differentiable and a gradient optimiser
 (Adam) can tune the transform parameters by maximising a similarity score: normalised
-cross-correlation (NCC) for images of the same sequence, mutual information (MI) across sequences.
+cross-correlation (NCC) for images of the same sequence, mutual information (MI) across sequences;
+the scores live in :mod:`medseg_edu.similarity`.
 
 Taught in week 1.
 """
@@ -31,39 +32,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medseg_edu.arguments import check_choice, check_spacing, to_tensor
+from medseg_edu.similarity import mutual_information_score, ncc_score
 from medseg_edu.utils import progress
 
-__all__ = ["rigid_matrix", "affine_grid_from_matrix", "resample", "ncc_score", "joint_histogram",
-           "histogram_mutual_information", "mutual_information_score", "register_rigid",
-           "register_affine", "transform_error", "checkerboard"]
+__all__ = ["rigid_matrix", "affine_grid_from_matrix", "resample", "register_rigid", "register_affine",
+           "transform_error"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 _METRICS = ("ncc", "mi")
 
 
 # ------------------------------------------------------------------------------ argument checks
-def _check_spacing(spacing_mm: Sequence[float], ndim: Optional[int] = None) -> tuple[float, ...]:
-    if isinstance(spacing_mm, (int, float)) or not hasattr(spacing_mm, "__len__"):
-        raise TypeError(f"spacing_mm must be a sequence of 2 or 3 numbers, got {spacing_mm!r}")
-    spacing = tuple(float(s) for s in spacing_mm)
-    if len(spacing) not in (2, 3) or (ndim is not None and len(spacing) != ndim):
-        want = ndim if ndim is not None else "2 or 3"
-        raise ValueError(f"spacing_mm must have {want} values (one per spatial axis), got {spacing_mm!r}")
-    if min(spacing) <= 0:
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm!r}")
-    return spacing
-
-
-def _as_tensor(array: ArrayLike, name: str) -> torch.Tensor:
-    if isinstance(array, torch.Tensor):
-        return array
-    if isinstance(array, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(array))
-    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(array).__name__}")
-
-
 def _check_matrix(matrix: ArrayLike, ndim: int) -> torch.Tensor:
-    m = _as_tensor(matrix, "matrix")
+    m = to_tensor(matrix, "matrix")
     if tuple(m.shape) != (ndim + 1, ndim + 1):
         raise ValueError(f"matrix must be ({ndim + 1}, {ndim + 1}) for a {ndim}D image, got {tuple(m.shape)}")
     return m
@@ -163,7 +145,7 @@ def affine_grid_from_matrix(matrix: ArrayLike, *, spacing_mm: Sequence[float], m
     Taught in week 1.
     """
     moving_shape = tuple(int(n) for n in moving_shape)
-    spacing = _check_spacing(spacing_mm, len(moving_shape))
+    spacing = check_spacing(spacing_mm, len(moving_shape))
     reference = moving_shape if reference_shape is None else tuple(int(n) for n in reference_shape)
     if len(reference) != len(moving_shape):
         raise ValueError(f"reference_shape must have {len(moving_shape)} values, got {reference_shape!r}")
@@ -198,10 +180,9 @@ def resample(moving: ArrayLike, matrix: ArrayLike, *, spacing_mm: Sequence[float
 
     Taught in week 1.
     """
-    if order not in ("linear", "nearest"):
-        raise ValueError(f"order must be 'linear' or 'nearest', got {order!r}")
-    volume = _as_tensor(moving, "moving")
-    spacing = _check_spacing(spacing_mm)
+    check_choice(order, ("linear", "nearest"), "order")
+    volume = to_tensor(moving, "moving")
+    spacing = check_spacing(spacing_mm)
     ndim = len(spacing)
     if volume.ndim not in (ndim, ndim + 1):
         raise ValueError(f"moving must be (*spatial) or (C, *spatial) with {ndim} spatial axes "
@@ -217,122 +198,6 @@ def resample(moving: ArrayLike, matrix: ArrayLike, *, spacing_mm: Sequence[float
         out = out.detach().numpy()
         return np.rint(out).astype(moving.dtype) if moving.dtype.kind in "iub" else out.astype(moving.dtype)
     return out.round().to(moving.dtype) if not moving.is_floating_point() else out.to(moving.dtype)
-
-
-# ------------------------------------------------------------------------------ similarity
-def _pair(a: ArrayLike, b: ArrayLike, mask: Optional[ArrayLike]) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Flattened float tensors of a and b (inside mask); bool: return a Python float (numpy input)."""
-    ta, tb = _as_tensor(a, "a"), _as_tensor(b, "b")
-    if ta.shape != tb.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(ta.shape)} and {tuple(tb.shape)}")
-    dtype = torch.float64 if torch.float64 in (ta.dtype, tb.dtype) else torch.float32
-    ta, tb = ta.to(dtype).reshape(-1), tb.to(dtype).reshape(-1)
-    if mask is not None:
-        m = _as_tensor(mask, "mask")
-        if m.shape != _as_tensor(a, "a").shape:
-            raise ValueError(f"mask must have the shape of a, got {tuple(m.shape)} and {tuple(ta.shape)}")
-        keep = m.reshape(-1).bool()
-        ta, tb = ta[keep], tb[keep]
-    if ta.numel() < 2:
-        raise ValueError(f"a and b need at least 2 values (inside mask) to compare, got {ta.numel()}")
-    return ta, tb, not (isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor))
-
-
-def ncc_score(a: ArrayLike, b: ArrayLike, *, mask: Optional[ArrayLike] = None) -> Union[float, torch.Tensor]:
-    """Global normalised cross-correlation: the Pearson correlation of the voxel values, in [-1, 1].
-
-    ``ncc = sum((a - mean a) (b - mean b)) / sqrt(sum((a - mean a)^2) sum((b - mean b)^2))``, over the
-    voxels where ``mask`` is true (all by default). It ignores brightness and contrast (``ncc(a, 3a + 5)
-    = 1``), so it suits two images of the SAME sequence. A constant image scores 0. Numpy inputs give a
-    float, torch inputs a differentiable 0-d tensor.
-
-    Shape: a, b and mask the same shape (any) -> scalar.
-    Taught in week 1.
-    """
-    ta, tb, as_float = _pair(a, b, mask)
-    da, db = ta - ta.mean(), tb - tb.mean()
-    score = (da * db).sum() / torch.sqrt((da * da).sum() * (db * db).sum()).clamp_min(1e-12)
-    return float(score) if as_float else score
-
-
-def _bin_index(values: np.ndarray, bins: int) -> np.ndarray:
-    """Equal-width bins between the minimum and the maximum; the maximum goes into the last bin."""
-    lo, hi = float(values.min()), float(values.max())
-    if hi == lo:
-        return np.zeros(values.shape, np.int64)
-    return np.clip(((values - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
-
-
-def joint_histogram(a: np.ndarray, b: np.ndarray, *, bins: int = 32) -> np.ndarray:
-    """Counts of voxel-value pairs: ``hist[i, j]`` = number of voxels with a in bin i and b in bin j.
-
-    Each image gets ``bins`` equal-width bins from its own minimum to its maximum. Two aligned images
-    give a sharp histogram (few, heavy cells); misalignment blurs it.
-
-    Shape: a, b (any, same shape) -> (bins, bins) int64.
-    Taught in week 1.
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
-    if not isinstance(bins, (int, np.integer)) or bins < 2:
-        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
-    ia, ib = _bin_index(a.ravel(), bins), _bin_index(b.ravel(), bins)
-    return np.bincount(ia * bins + ib, minlength=bins * bins).reshape(bins, bins)
-
-
-def histogram_mutual_information(hist: np.ndarray) -> float:
-    """Mutual information (nats) of a joint histogram: ``sum p(i,j) log(p(i,j) / (p(i) p(j)))``.
-
-    Empty cells contribute 0. It is 0 for independent images and largest when one image predicts
-    the other, whatever the mapping between their intensities (so it works ACROSS sequences).
-
-    Shape: (bins_a, bins_b) counts -> float.
-    Taught in week 1.
-    """
-    hist = np.asarray(hist, dtype=np.float64)
-    if hist.ndim != 2 or hist.sum() <= 0 or (hist < 0).any():
-        raise ValueError(f"hist must be a 2D array of non-negative counts with a positive sum, "
-                         f"got shape {hist.shape}")
-    p = hist / hist.sum()
-    pa, pb = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
-    nz = p > 0
-    return float((p[nz] * np.log(p[nz] / (pa @ pb)[nz])).sum())
-
-
-def _parzen_weights(values: torch.Tensor, bins: int) -> torch.Tensor:
-    """Soft bin membership (N, bins) of values scaled to [0, 1], Gaussian kernel one bin wide."""
-    lo, hi = values.min().detach(), values.max().detach()
-    scaled = (values - lo) / (hi - lo).clamp_min(1e-12)
-    centres = torch.linspace(0.0, 1.0, bins, dtype=values.dtype)
-    sigma = 1.0 / (bins - 1)
-    z2 = ((scaled[:, None] - centres[None, :]) / sigma) ** 2
-    # cut the kernel at 6 sigma: exp(-0.5 z2) of far bins would be denormal floats, which are very slow
-    w = torch.where(z2 < 36.0, torch.exp(-0.5 * z2.clamp_max(36.0)), torch.zeros_like(z2))
-    return w / w.sum(dim=1, keepdim=True)
-
-
-def mutual_information_score(a: ArrayLike, b: ArrayLike, *, bins: int = 32,
-                             mask: Optional[ArrayLike] = None) -> Union[float, torch.Tensor]:
-    """Mutual information (nats) with Parzen windowing: a smooth, differentiable joint histogram.
-
-    Each value is spread over nearby bins with a Gaussian kernel (width one bin) instead of falling
-    into exactly one bin, so the score changes smoothly with the transform and gradients flow. The
-    bins span each image's own range. Symmetric in a and b; maximal when the images are aligned.
-    Numpy inputs give a float, torch inputs a differentiable 0-d tensor.
-
-    Shape: a, b and mask the same shape (any) -> scalar.
-    Taught in week 1.
-    """
-    if not isinstance(bins, (int, np.integer)) or bins < 2:
-        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
-    ta, tb, as_float = _pair(a, b, mask)
-    wa, wb = _parzen_weights(ta, int(bins)), _parzen_weights(tb, int(bins))
-    joint = wa.T @ wb / ta.numel()
-    pa, pb = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
-    eps = 1e-10
-    score = (joint * (torch.log(joint + eps) - torch.log(pa @ pb + eps))).sum()
-    return float(score) if as_float else score
 
 
 # ------------------------------------------------------------------------------ optimisation
@@ -351,11 +216,10 @@ def _downsample(volume: torch.Tensor, factor: int, spacing: tuple, origin: tuple
 def _register(fixed: ArrayLike, moving: ArrayLike, *, spacing_mm: Sequence[float], model: str, metric: str,
               levels: Sequence[int], iterations: Union[int, Sequence[int]], lr: float,
               bins: int, samples: Optional[int]) -> dict[str, Any]:
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    f_img = _as_tensor(fixed, "fixed").detach().to(torch.float32)
-    m_img = _as_tensor(moving, "moving").detach().to(torch.float32)
-    spacing = _check_spacing(spacing_mm)
+    check_choice(metric, _METRICS, "metric")
+    f_img = to_tensor(fixed, "fixed").detach().to(torch.float32)
+    m_img = to_tensor(moving, "moving").detach().to(torch.float32)
+    spacing = check_spacing(spacing_mm)
     ndim = len(spacing)
     if f_img.ndim != ndim or m_img.ndim != ndim:
         raise ValueError(f"fixed and moving must have {ndim} spatial axes (len(spacing_mm)), "
@@ -485,8 +349,8 @@ def transform_error(estimated: ArrayLike, true: ArrayLike, *, spacing_mm: Option
     Shape: estimated, true (D + 1, D + 1) -> (float mm, float degrees).
     Taught in week 1.
     """
-    est = np.asarray(_as_tensor(estimated, "estimated").detach().numpy(), np.float64)
-    tru = np.asarray(_as_tensor(true, "true").detach().numpy(), np.float64)
+    est = np.asarray(to_tensor(estimated, "estimated").detach().numpy(), np.float64)
+    tru = np.asarray(to_tensor(true, "true").detach().numpy(), np.float64)
     if est.shape != tru.shape or est.shape not in ((3, 3), (4, 4)):
         raise ValueError(f"estimated and true must both be (3, 3) or (4, 4) matrices, got {est.shape} and "
                          f"{tru.shape}")
@@ -494,12 +358,12 @@ def transform_error(estimated: ArrayLike, true: ArrayLike, *, spacing_mm: Option
     if points is None:
         pts = _box_corners(ndim)
     else:
-        pts = np.asarray(_as_tensor(points, "points").detach().numpy())
+        pts = np.asarray(to_tensor(points, "points").detach().numpy())
         if pts.dtype == bool:
             if pts.ndim != ndim or spacing_mm is None:
                 raise ValueError(f"a boolean points mask must have {ndim} axes and needs spacing_mm, got shape "
                                  f"{pts.shape} and spacing_mm={spacing_mm!r}")
-            spacing = np.array(_check_spacing(spacing_mm, ndim))
+            spacing = np.array(check_spacing(spacing_mm, ndim))
             idx = np.argwhere(pts)
             if len(idx) == 0:
                 raise ValueError("points mask is empty: it must select at least one voxel")
@@ -516,26 +380,3 @@ def transform_error(estimated: ArrayLike, true: ArrayLike, *, spacing_mm: Option
     else:
         error_deg = math.degrees(math.acos(float(np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0))))
     return error_mm, error_deg
-
-
-def checkerboard(a: np.ndarray, b: np.ndarray, *, tiles: int = 8) -> np.ndarray:
-    """Interleave two images in a checkerboard: edges that jump at tile borders show misalignment.
-
-    Each image is scaled to [0, 1] by its own range first, so two sequences with different
-    brightness can be compared.
-
-    Shape: a, b (H, W) -> (H, W) float32.
-    Taught in week 1.
-    """
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"a and b must be 2D images of the same shape, got {a.shape} and {b.shape}")
-    if tiles < 1:
-        raise ValueError(f"tiles must be >= 1, got {tiles!r}")
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        return (x - x.min()) / max(float(x.max() - x.min()), 1e-12)
-
-    rows = (np.arange(a.shape[0]) * tiles // a.shape[0])[:, None]
-    cols = (np.arange(a.shape[1]) * tiles // a.shape[1])[None, :]
-    return np.where((rows + cols) % 2 == 0, unit(a), unit(b)).astype(np.float32)

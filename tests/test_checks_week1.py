@@ -4,7 +4,7 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from medseg_edu.checks import week1
-from medseg_edu.registration import ncc_score
+from medseg_edu.similarity import ncc_score
 
 
 # ------------------------------------------------------------------------------ solutions written for the test
