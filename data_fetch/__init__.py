@@ -11,7 +11,8 @@ from .cli import main
 from .download import (ChecksumMismatchError, FetchError, NetworkError, NotEnoughSpaceError,
                        UnsafeArchiveError)
 from .extract import safe_extract
-from .fetch import LOCK_NAME, default_dest, fetch
+from .fetch import default_dest, fetch
+from .lockfile import LOCK_NAME
 from .registry import REGISTRY, DatasetEntry, Source, get_entry
 
 __all__ = ["fetch", "main", "default_dest", "safe_extract", "get_entry", "REGISTRY", "DatasetEntry",

@@ -1,6 +1,7 @@
-"""Command line: ``python -m data_fetch NAME [--dest DIR] [--timeout S]`` or ``--list``.
+"""Command line: ``python -m data_fetch NAME [--dest DIR] [--timeout S] [...]`` or ``--list``.
 
-``medseg-edu fetch ...`` calls the same ``main``. Errors print one line and return a non-zero code.
+``medseg-edu fetch ...`` calls the same ``main``. Errors print one line and return a non-zero code;
+warnings print one line too (``data_fetch: warning: ...``).
 
 Taught in week 1.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import List, Optional
 
 from .download import FetchError, human_size
@@ -17,14 +19,27 @@ from .registry import REGISTRY
 __all__ = ["build_parser", "format_registry", "main"]
 
 
-def _positive_seconds(text: str) -> float:
+def _number(text: str, *, allow_zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a {'non-negative' if allow_zero else 'positive'} number, got {text!r}")
     return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, allow_zero=False)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, allow_zero=True)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"data_fetch: warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="destination folder (default: $MEDSEG_DATA/datasets, "
                              "i.e. ~/.cache/medseg-edu/datasets)")
     parser.add_argument("--list", action="store_true", help="list the data sets and exit")
-    parser.add_argument("--timeout", type=_positive_seconds, default=30.0,
-                        help="network timeout in seconds (default 30)")
+    parser.add_argument("--timeout", type=_positive, default=30.0,
+                        help="network timeout in seconds: the longest wait for bytes (default 30)")
+    parser.add_argument("--min-speed", type=_non_negative, default=1000.0, metavar="BYTES_PER_S",
+                        help="stop a download that brings fewer bytes per second than this over "
+                             "a --timeout stretch; the next run resumes it (default 1000; 0: off)")
+    parser.add_argument("--deadline", type=_positive, default=None, metavar="S",
+                        help="stop a file that has not finished downloading after S seconds; the "
+                             "next run resumes it (default: no limit)")
+    parser.add_argument("--lock-timeout", type=_non_negative, default=3600.0, metavar="S",
+                        help="how long to wait for another fetch of the same data set to finish "
+                             "(default 3600)")
+    parser.add_argument("--forget-lock", action="store_true",
+                        help="forget the SHA-256 recorded in data_fetch.lock.json for this data "
+                             "set (after the distributor published a new version)")
     return parser
 
 
@@ -81,7 +108,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        folder = fetch(args.name, dest=args.dest, timeout=args.timeout)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            folder = fetch(args.name, dest=args.dest, timeout=args.timeout,
+                           min_speed=args.min_speed, deadline=args.deadline,
+                           lock_timeout=args.lock_timeout, forget_lock=args.forget_lock)
     except (FetchError, ValueError, TypeError) as error:
         print(f"data_fetch: error: {error}", file=sys.stderr)
         return 1

@@ -20,11 +20,12 @@ from medseg_edu.utils import atomic_path
 
 from .download import FetchError
 
-__all__ = ["IMAGES_FOLDER", "MASKS_FOLDER", "prepare_isic"]
+__all__ = ["IMAGES_FOLDER", "MASKS_FOLDER", "prepare_isic", "verify_isic"]
 
 IMAGES_FOLDER = "ISIC2018_Task1-2_Training_Input"
 MASKS_FOLDER = "ISIC2018_Task1_Training_GroundTruth"
 MASK_SUFFIX = "_segmentation.png"
+VERIFY_SAMPLE = 16   # cases decoded by verify_isic (first, last and evenly spaced between)
 
 
 def _find_folder(extracted: Sequence[Path], name: str) -> Path:
@@ -72,3 +73,30 @@ def prepare_isic(extracted: Sequence["str | os.PathLike[str]"], out_dir: "str | 
     with atomic_path(out_dir / "metadata.csv") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out_dir
+
+
+def verify_isic(folder: "str | os.PathLike[str]") -> None:
+    """Check that the course's skin readers accept ``folder``; raise FetchError naming what fails.
+
+    Every image must be listed with its mask, and a sample of cases (first, last and evenly spaced
+    between, about ``VERIFY_SAMPLE`` in all) must decode as an RGB image with a binary mask of its size.
+    Together with the CRC-32 check of every zip member during unpacking, this is what "verified"
+    means for a download that has no published checksum.
+
+    Shape: folder with images/, masks/, metadata.csv -> None.
+    """
+    import medseg_edu
+
+    folder = Path(folder)
+    try:
+        cases = medseg_edu.list_skin_cases(folder)
+        missing = cases.loc[cases["mask_path"].isna(), "image_id"].tolist()
+        if missing:
+            raise ValueError(f"{len(missing)} images have no mask (e.g. {missing[:3]})")
+        step = max(1, (len(cases) - 1) // (VERIFY_SAMPLE - 1))
+        rows = sorted(set(range(0, len(cases), step)) | {len(cases) - 1})
+        for row in rows:
+            medseg_edu.load_skin_case(cases["image_path"].iloc[row], cases["mask_path"].iloc[row])
+    except (ValueError, FileNotFoundError) as error:
+        raise FetchError(f"the unpacked ISIC data in {folder} are not readable by the course: "
+                         f"{error}") from None

@@ -5,7 +5,6 @@ Each archive is built here with tarfile/zipfile, one danger at a time.
 from __future__ import annotations
 
 import io
-import os
 import stat
 import tarfile
 import zipfile
