@@ -6,7 +6,8 @@
 4. predict every held-out test volume slice by slice, and score it per BraTS region
    (whole tumour WT, tumour core TC, enhancing tumour ET) with Dice and HD95;
 5. write the results: ``metrics.csv``, ``overlay.png``, ``history.png``, ``predictions/<case>.nii.gz``
-   (same geometry as the input image) and ``model.pt``.
+   (same geometry as the input image) and ``model.pt`` (read it back with
+   ``medseg_edu.checkpoint.load_checkpoint``).
 
 Everything here is a call into the library, so a notebook can run each step on its own.
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medseg_edu.checkpoint import save_checkpoint
 from medseg_edu.data.io import list_brain_cases, load_brain_case
 from medseg_edu.data.nifti import save_nifti
 from medseg_edu.data.datasets import select_slices
@@ -216,10 +218,7 @@ def run_demo(*, out_dir: Union[str, os.PathLike] = "medseg-demo", full: bool = F
     figure = plot_history(history)
     figure.savefig(out_dir / "history.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    torch.save({"state_dict": model.cpu().state_dict(),
-                "config": {"spatial_dims": 2, "in_channels": 4, "out_channels": 4,
-                           "features": list(settings["features"])},
-                "settings": settings, "seed": seed}, out_dir / "model.pt")
+    save_checkpoint(out_dir / "model.pt", model.cpu(), extra={"settings": settings, "seed": seed})
     timings["total"] = time.perf_counter() - start
     timings["total_cpu"] = time.process_time() - cpu_start     # CPU seconds of all threads
 

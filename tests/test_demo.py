@@ -66,14 +66,17 @@ def test_demo_table_has_the_brats_regions(demo_run):
 
 @pytest.mark.slow
 def test_demo_model_checkpoint_loads_back(demo_run):
+    """model.pt is in the one checkpoint format: load_checkpoint rebuilds the trained U-Net."""
+    from medseg_edu.checkpoint import load_checkpoint, read_checkpoint
     from medseg_edu.models import UNet
 
-    _, out = demo_run
-    saved = torch.load(out / "model.pt", weights_only=False)
-    config = saved["config"]
-    net = UNet(config["spatial_dims"], config["in_channels"], config["out_channels"],
-               features=tuple(config["features"]))
-    net.load_state_dict(saved["state_dict"])
+    result, out = demo_run
+    net = load_checkpoint(out / "model.pt")
+    assert isinstance(net, UNet) and not net.training
+    assert net.config["features"] == list(result["settings"]["features"]) and net.config["in_channels"] == 4
+    assert read_checkpoint(out / "model.pt")["extra"]["seed"] == 0
+    with torch.no_grad():
+        assert net(torch.zeros(1, 4, 16, 16)).shape == (1, 4, 16, 16)
 
 
 def test_stack_training_slices_keeps_tumour_slices():
