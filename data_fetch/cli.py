@@ -3,7 +3,7 @@
 ``medseg-edu fetch ...`` calls the same ``main``. Errors print one line and return a non-zero code;
 warnings print one line too (``data_fetch: warning: ...``).
 
-Taught in week 1.
+Not taught in a particular week; the README ("Real data") shows how a lesson switches to it.
 """
 from __future__ import annotations
 
@@ -46,8 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the tests and the docs).
 
     Shape: () -> argparse.ArgumentParser.
-
-    Taught in week 1 (fetching real data).
     """
     parser = argparse.ArgumentParser(
         prog="python -m data_fetch",
@@ -78,8 +76,6 @@ def format_registry() -> str:
     """The registry as a table: name, approximate size, licence, title.
 
     Shape: () -> multi-line str.
-
-    Taught in week 1 (fetching real data).
     """
     lines = [f"{'name':<16} {'size':>9}  {'licence':<34} description"]
     for entry in REGISTRY.values():
@@ -92,8 +88,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the command; return 0 on success, 1 on a fetch error, 2 on bad arguments.
 
     Shape: list of arguments (default sys.argv[1:]) -> exit code.
-
-    Taught in week 1 (fetching real data).
     """
     parser = build_parser()
     try:

@@ -68,8 +68,6 @@ def human_size(num_bytes: float) -> str:
     """Format a byte count for people: ``human_size(27_402_895) == '27.4 MB'``.
 
     Shape: int -> str (decimal units, as disk makers and download pages use).
-
-    Taught in week 1 (fetching real data).
     """
     value = float(num_bytes)
     for unit in ("B", "kB", "MB", "GB"):
@@ -88,8 +86,6 @@ def file_digests(path: "str | os.PathLike[str]", *,
     Example:
         >>> file_digests("x.tar")["sha256"]            # doctest: +SKIP
         'e3b0c442...'
-
-    Taught in week 1 (fetching real data).
     """
     for algorithm in algorithms:
         if algorithm not in ("md5", "sha256"):
@@ -106,8 +102,6 @@ def check_free_space(folder: "str | os.PathLike[str]", *, needed_bytes: int) -> 
     """Raise NotEnoughSpaceError when ``folder``'s disk has fewer than ``needed_bytes`` free.
 
     Shape: (folder, int) -> None.
-
-    Taught in week 1 (fetching real data).
     """
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
@@ -291,8 +285,6 @@ def download_file(url: str, path: "str | os.PathLike[str]", *, checksum: Optiona
     Example:
         >>> download_file("https://example.org/a.tar", "a.tar", checksum="...",
         ...               algorithm="md5")                 # doctest: +SKIP
-
-    Taught in week 1 (fetching real data).
     """
     if algorithm not in ("md5", "sha256"):
         raise ValueError(f"algorithm must be 'md5' or 'sha256', got {algorithm!r}")

@@ -33,8 +33,6 @@ def check_member_name(name: str, *, archive: "str | os.PathLike[str]") -> str:
     Example:
         >>> check_member_name("Task04/imagesTr/a.nii.gz", archive="x.tar")
         'Task04/imagesTr/a.nii.gz'
-
-    Taught in week 1 (fetching real data).
     """
     cleaned = name.replace("\\", "/")
     if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
@@ -132,8 +130,6 @@ def safe_extract(archive: "str | os.PathLike[str]", target: "str | os.PathLike[s
     Example:
         >>> safe_extract("Task04_Hippocampus.tar", "unpacked")   # doctest: +SKIP
         PosixPath('unpacked')
-
-    Taught in week 1 (fetching real data).
     """
     archive = Path(archive)
     target = Path(target)

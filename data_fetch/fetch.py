@@ -11,7 +11,7 @@ that had no known hash (``lockfile.py``), write the marker and rename the folder
 (7) delete the archives. A download with no known hash that fails step 5 is deleted and recorded
 nowhere, so the next run downloads it afresh.
 
-Taught in week 1 (real data, one command away).
+Not taught in a particular week; the README ("Real data") shows how a lesson switches to it.
 """
 from __future__ import annotations
 
@@ -48,8 +48,6 @@ def default_dest() -> Path:
     """The default destination: ``<MEDSEG_DATA or ~/.cache/medseg-edu>/datasets``.
 
     Shape: () -> folder (created if needed).
-
-    Taught in week 1 (fetching real data).
     """
     return cache_dir("datasets")
 
@@ -101,7 +99,7 @@ def _mismatch_hint(root: Path, locked: dict) -> str:
 
 def _download_all(entry: DatasetEntry, root: Path, downloads: Path, **options
                   ) -> Tuple[List[Path], Dict[str, Dict[str, str]], List[Tuple[Source, str]]]:
-    """Download and check every file: (archives, digests by URL, [(source, sha256) never verified])."""
+    """Download and check every file: (archives, digests by URL, [(source, sha256) unverified])."""
     lock = read_lock(root)
     archives: List[Path] = []
     record: Dict[str, Dict[str, str]] = {}
@@ -168,8 +166,6 @@ def fetch(name: str, *, dest: "str | os.PathLike[str] | None" = None, timeout: f
     Example:
         >>> root = fetch("msd-hippocampus")                     # doctest: +SKIP
         >>> cases = medseg_edu.data.io.list_brain_cases(root)   # doctest: +SKIP
-
-    Taught in week 1.
     """
     entry = get_entry(name, registry=registry)
     check_number("timeout", timeout, unit="seconds")

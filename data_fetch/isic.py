@@ -7,7 +7,7 @@ site, fitzpatrick). ISIC 2018 publishes neither patient ids nor skin types, so p
 (one image per lesion is the best we can assume), site "unknown" and fitzpatrick empty: the
 subgroup lesson (week 6) cannot be done on this set without extra metadata.
 
-Taught in week 5 (switching a notebook from the phantom to real data).
+Not taught in a particular week; the README ("Real data") shows how a lesson switches to it.
 """
 from __future__ import annotations
 
@@ -43,8 +43,6 @@ def prepare_isic(extracted: Sequence["str | os.PathLike[str]"], out_dir: "str | 
     Every image must have a mask and every mask an image (else FetchError, naming a few ids).
 
     Shape: (extracted folders, new folder) -> out_dir with images/, masks/, metadata.csv.
-
-    Taught in week 5.
     """
     roots = [Path(p) for p in extracted]
     images_src = _find_folder(roots, IMAGES_FOLDER)

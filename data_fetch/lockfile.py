@@ -1,4 +1,4 @@
-"""The lock file ``<dest>/data_fetch.lock.json``: SHA-256 of verified downloads that have no published checksum.
+"""The lock file ``<dest>/data_fetch.lock.json``: SHA-256 of verified downloads without a published hash.
 
 Some distributors (ISIC) publish no checksum. ``fetch`` then records the SHA-256 of a download
 here, but only after the download has been *verified*: every archive opens and unpacks (zip members
@@ -41,7 +41,8 @@ def read_lock(root: "str | os.PathLike[str]") -> Dict[str, dict]:
     try:
         lock = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise FetchError(f"the lock file {path} is not valid JSON ({error}); fix or delete it") from None
+        raise FetchError(f"the lock file {path} is not valid JSON ({error}); fix or delete "
+                         f"it") from None
     if not isinstance(lock, dict):
         raise FetchError(f"the lock file {path} must hold a JSON object, got {type(lock).__name__}")
     return lock

@@ -5,7 +5,7 @@ The Decathlon archives already use the layout the course reads (``dataset.json``
 ``patient_id`` = case id (one case per patient in the Decathlon), ``site`` and ``sex`` "unknown"
 and ``age`` empty (read as NaN), so that the course's readers and patient-level splits work.
 
-Taught in week 1 (switching a notebook from the phantom to real data).
+Not taught in a particular week; the README ("Real data") shows how a lesson switches to it.
 """
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ def find_msd_task(folder: "str | os.PathLike[str]") -> Path:
     """Find the one task folder (the folder holding ``dataset.json`` and ``imagesTr/``) in ``folder``.
 
     Shape: extracted folder -> task folder (``folder`` itself or one level below).
-
-    Taught in week 1 (fetching real data).
     """
     folder = Path(folder)
     candidates = [folder] if (folder / "dataset.json").is_file() else []
@@ -50,8 +48,6 @@ def write_participants_tsv(task: "str | os.PathLike[str]") -> Path:
 
     Shape: columns case_id, patient_id, site, age, sex; patient_id = case_id, site/sex "unknown",
     age empty (the Decathlon publishes no demographics).
-
-    Taught in week 1.
     """
     task = Path(task)
     case_ids = _case_ids(task)
@@ -69,8 +65,6 @@ def prepare_msd(extracted: Sequence["str | os.PathLike[str]"], out_dir: "str | o
 
     Shape: ([extracted folder], new folder) -> out_dir with dataset.json, imagesTr/, labelsTr/,
     participants.tsv.
-
-    Taught in week 1 (fetching real data).
     """
     if len(extracted) != 1:
         raise ValueError(f"extracted must hold one folder for an MSD task, got {len(extracted)}")

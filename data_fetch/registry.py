@@ -171,8 +171,6 @@ def get_entry(name: str, *, registry: Optional[Dict[str, DatasetEntry]] = None) 
     Example:
         >>> get_entry("msd-hippocampus").folder
         'Task04_Hippocampus'
-
-    Taught in week 1 (fetching real data).
     """
     registry = REGISTRY if registry is None else registry
     if not isinstance(name, str):

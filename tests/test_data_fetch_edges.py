@@ -104,10 +104,10 @@ def test_recorded_hash_mismatch_says_how_to_forget_it_and_forget_lock_does(serve
     assert data_fetch.main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
+    when = recorded[server.url("in.zip")]["recorded_utc"]
     assert re.search(f"expected {hashlib.sha256(images).hexdigest()}, got "
                      f"{hashlib.sha256(new_images).hexdigest()}.*recorded in "
-                     f"{re.escape(str(lock_path))} on {re.escape(recorded[server.url('in.zip')]['recorded_utc'])}"
-                     f".*--forget-lock", err[0])
+                     f"{re.escape(str(lock_path))} on {re.escape(when)}.*--forget-lock", err[0])
     assert json.loads(lock_path.read_text()) == recorded      # a mismatch changes nothing
 
     assert data_fetch.main(args + ["--forget-lock"]) == 0
