@@ -242,6 +242,71 @@ def test_builtin_brain_generates_once(tmp_path, monkeypatch):
     assert other != first and len(calls) == 2
 
 
+def test_cache_key_changes_with_any_argument_or_source_and_only_then():
+    args = {"cases": 4, "seed": 0, "shape": [48, 48, 48]}
+    key = phantoms._cache_key("brain", args, "a" * 64)
+    assert phantoms._cache_key("brain", dict(args), "a" * 64) == key              # same in, same key
+    assert phantoms._cache_key("brain", {**args, "seed": 1}, "a" * 64) != key     # a parameter
+    assert phantoms._cache_key("brain", {**args, "shape": [48, 48, 49]}, "a" * 64) != key
+    assert phantoms._cache_key("brain", args, "b" * 64) != key                     # the generator's source
+    assert phantoms._cache_key("skin", args, "a" * 64) != key
+
+
+def _write_fake_generator(root: Path, deep_body: str) -> None:
+    """A package whose writer reaches three modules: one by a function-local import, one relatively."""
+    package = root / "fakegen"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("")
+    (package / "writer.py").write_text("def write(out_dir):\n    from fakegen import helpers\n"
+                                       "    return helpers.h(out_dir)\n")
+    (package / "helpers.py").write_text("import numpy\nfrom .deep import CONSTANT\n\n"
+                                        "def h(out_dir):\n    return CONSTANT\n")
+    (package / "deep.py").write_text(deep_body)
+    (package / "unused.py").write_text("VALUE = 1\n")
+
+
+def test_generator_modules_follow_local_and_relative_imports_and_the_digest_sees_each_file(tmp_path,
+                                                                                           monkeypatch):
+    import importlib
+    import sys
+
+    _write_fake_generator(tmp_path, "CONSTANT = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fakegen", raising=False)
+    writer = importlib.import_module("fakegen.writer").write
+    modules = phantoms._generator_modules(writer, package="fakegen")
+    assert list(modules) == ["fakegen.deep", "fakegen.helpers", "fakegen.writer"]   # not unused, not numpy
+    first = phantoms._source_digest(writer, "fakegen")
+    assert phantoms._source_digest(writer, "fakegen") == first                  # same files, same digest
+    (tmp_path / "fakegen" / "unused.py").write_text("VALUE = 2\n")            # not used by the writer
+    assert phantoms._source_digest(writer, "fakegen") == first
+    (tmp_path / "fakegen" / "deep.py").write_text("CONSTANT = 2\n")           # used, two imports away
+    assert phantoms._source_digest(writer, "fakegen") != first
+
+
+def test_brain_cache_digest_covers_the_generator_and_its_writers():
+    modules = phantoms._generator_modules(phantoms.write_brain_dataset)
+    assert phantoms.write_brain_dataset.__module__ in modules
+    assert {"medseg_edu.data.nifti", "medseg_edu.data.io"} <= set(modules)      # they write the files
+    assert "medseg_edu" not in modules and "medseg_edu.data.phantoms" not in modules
+    assert phantoms._source_digest(phantoms.write_brain_dataset) == \
+        phantoms._source_digest(phantoms.write_brain_dataset)
+
+
+def test_builtin_brain_regenerates_when_the_generator_source_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path))
+    monkeypatch.setattr(phantoms, "_source_digest", lambda writer: "0" * 64)
+    first = phantoms.builtin_brain(cases=1, **SMALL)
+    assert phantoms.builtin_brain(cases=1, **SMALL) == first
+    monkeypatch.setattr(phantoms, "_source_digest", lambda writer: "1" * 64)   # an edited generator
+    second = phantoms.builtin_brain(cases=1, **SMALL)
+    assert second != first and (second / "complete").is_file()
+    assert '"source_sha256": "' + "1" * 64 in (second / "complete").read_text()
+    assert not first.exists()                          # the older generator's copy is never used again
+    other_seed = phantoms.builtin_brain(cases=1, seed=5, **SMALL)
+    assert second.exists() and other_seed != second    # other arguments: both kept
+
+
 def test_facade_exports_both_site_tables():
     assert set(phantoms.SITES["brain"]) == {"A", "B", "C"}
     assert phantoms.BRAIN_SITES is brain_phantom.SITES
