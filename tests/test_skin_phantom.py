@@ -106,7 +106,7 @@ def test_contrast_lower_on_dark_skin():
 
 
 def test_bad_arguments_to_make_skin_case():
-    with pytest.raises(ValueError, match="size must be >= 32, got 31"):
+    with pytest.raises(ValueError, match="size must be an int >= 32, got 31"):
         make_skin_case(seed=0, size=31)
     with pytest.raises(ValueError, match="fitzpatrick must be one of .* got 7"):
         make_skin_case(seed=0, fitzpatrick=7)
@@ -114,9 +114,9 @@ def test_bad_arguments_to_make_skin_case():
         make_skin_case(seed=0, fitzpatrick="V")
     with pytest.raises(ValueError, match="site must be one of .* got 'Z'"):
         make_skin_case(seed=0, site="Z")
-    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
         make_skin_case(seed=-1)
-    with pytest.raises(TypeError, match="seed must be an int, got float"):
+    with pytest.raises(TypeError, match="seed must be an int >= 0, got float"):
         make_skin_case(seed=1.5)
 
 
@@ -236,9 +236,9 @@ def test_existing_empty_folder_is_filled(tmp_path):
 
 def test_bad_arguments_to_write_skin_dataset(tmp_path):
     out = tmp_path / "x"
-    with pytest.raises(ValueError, match="images must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="images must be an int >= 1, got 0"):
         write_skin_dataset(out, images=0, seed=0)
-    with pytest.raises(ValueError, match="size must be >= 32, got 16"):
+    with pytest.raises(ValueError, match="size must be an int >= 32, got 16"):
         write_skin_dataset(out, images=2, seed=0, size=16)
     with pytest.raises(ValueError, match="fitzpatrick_weights must have 6 values"):
         write_skin_dataset(out, images=2, seed=0, fitzpatrick_weights=(1, 1))

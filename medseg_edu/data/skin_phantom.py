@@ -22,12 +22,14 @@ Everything is deterministic: the same arguments give the same array and the same
 For one seed, the lesion *shape* (and the label) does not depend on ``fitzpatrick`` or ``site``:
 the same lesion can be shown on every skin type.
 
+The layers themselves are drawn in ``_skin_layers``; this module composes a case, measures lesion
+contrast and writes data sets.
+
 Taught in week 6 (and used as 2D data from week 2 on).
 """
 from __future__ import annotations
 
 import csv
-import functools
 import os
 import shutil
 import tempfile
@@ -38,6 +40,10 @@ from typing import Optional, Union
 import numpy as np
 from scipy import ndimage
 
+from medseg_edu.arguments import check_choice, check_int
+from medseg_edu.data._skin_layers import (FIELD_OF_VIEW_MM, HAEMOGLOBIN_ABSORPTION, MELANIN_ABSORPTION, blend,
+                                          bubbles, camera, hair_alpha, lesion_pigment, lesion_shape, ruler_alpha,
+                                          skin_layer, smoothstep)
 from medseg_edu.utils import progress
 
 __all__ = [
@@ -76,270 +82,6 @@ SITES: dict[str, dict] = {
           "noise": 0.007, "description": "cool, bright, polarised light; little vignetting"},
 }
 
-_MELANIN_ABSORPTION = np.array([0.75, 1.15, 1.45], dtype=np.float32)   # R, G, B
-_HAEMOGLOBIN_ABSORPTION = np.array([0.05, 0.65, 0.45], dtype=np.float32)
-_FIELD_OF_VIEW_MM = 20.0    # width of the image in millimetres (for lesion_diameter_mm)
-
-
-# ----------------------------------------------------------------------------------------------
-# small building blocks
-# ----------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
-def _bspline_taps(size: int, cell: float) -> tuple[np.ndarray, np.ndarray]:
-    """Grid indices (size, 4) and cubic B-spline weights (size, 4) to resample a grid to size pixels."""
-    position = np.arange(size, dtype=np.float32) / cell + 1.5
-    index = np.floor(position).astype(int)[:, None] + np.arange(-1, 3)[None, :]
-    d = np.abs(position[:, None] - index)
-    weights = np.where(d < 1, 2 / 3 - d ** 2 + d ** 3 / 2, (2 - d) ** 3 / 6).astype(np.float32)
-    return index, weights
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
-    """Smooth random field (size, size), zero mean, unit std; features about ``cell`` pixels wide.
-
-    Random values on a coarse grid (one every ``cell`` pixels) are interpolated with a cubic
-    B-spline (each pixel mixes 4 x 4 grid values): smooth, without ringing, and fast.
-    """
-    cell = max(float(cell), 1.5)
-    n = int(np.ceil(size / cell)) + 4
-    grid = rng.standard_normal((n, n), dtype=np.float32)
-    index, weights = _bspline_taps(size, cell)
-    rows = np.einsum("ik,ikn->in", weights, grid[index])            # (size, n)
-    field = np.einsum("jk,ijk->ij", weights, rows[:, index])        # (size, size)
-    return (field - field.mean()) / (field.std() + 1e-6)
-
-
-def _fractal_noise(rng: np.random.Generator, size: int, cells: Sequence[float],
-                   persistence: float = 0.6) -> np.ndarray:
-    """Sum of smooth fields at several scales (largest first), normalised to unit std."""
-    total = np.zeros((size, size), dtype=np.float32)
-    for octave, cell in enumerate(cells):
-        total += persistence ** octave * _smooth_noise(rng, size, cell)
-    return total / (total.std() + 1e-6)
-
-
-def _cell_edges(rng: np.random.Generator, size: int, cell: float, width: float) -> np.ndarray:
-    """Net of thin lines (size, size) in [0, 1] around random polygonal cells about ``cell`` px wide.
-
-    One random point per grid square; a pixel is on a line where its nearest and second-nearest
-    points are almost equally far (a Voronoi diagram). Used for the pigment network inside the
-    lesion and for the faint polygonal furrows of the skin surface.
-    """
-    cell = max(float(cell), 2.0)
-    n = int(np.ceil(size / cell)) + 2
-    points_y = (np.arange(n)[:, None] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
-    points_x = (np.arange(n)[None, :] - 1 + rng.uniform(0.1, 0.9, (n, n))) * cell
-    points_y, points_x = points_y.astype(np.float32), points_x.astype(np.float32)
-    pixel = np.arange(size, dtype=np.float32)
-    home = np.floor(pixel / cell).astype(int) + 1
-    first = np.full((size, size), np.inf, np.float32)     # squared distance to the nearest point
-    second = np.full((size, size), np.inf, np.float32)    # ... and to the second nearest
-    for di in (-1, 0, 1):
-        rows_y, rows_x = points_y[home + di], points_x[home + di]      # (size, n) each
-        for dj in (-1, 0, 1):
-            cols = home + dj
-            d2 = (rows_y[:, cols] - pixel[:, None]) ** 2 + (rows_x[:, cols] - pixel[None, :]) ** 2
-            second = np.minimum(second, np.maximum(first, d2))
-            first = np.minimum(first, d2)
-    return np.exp(-((np.sqrt(second) - np.sqrt(first)) / width) ** 2)
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def _blend(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
-    """Paint ``colour`` (3,) or (3, H, W) over ``image`` (3, H, W) with opacity ``alpha`` (H, W)."""
-    colour = np.asarray(colour, dtype=np.float32)
-    if colour.ndim == 1:
-        colour = colour[:, None, None]
-    return image * (1.0 - alpha) + colour * alpha
-
-
-# ----------------------------------------------------------------------------------------------
-# layers
-# ----------------------------------------------------------------------------------------------
-def _lesion_shape(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray):
-    """Normalised distance ``f`` (H, W): below 1 inside the lesion, 1 on its border."""
-    radius = size * rng.uniform(0.13, 0.27)
-    centre = size / 2 + rng.uniform(-0.08, 0.08, size=2) * size
-
-    def blob(cy, cx, r, aspect, angle, wobble):
-        # rotated, stretched coordinates as one complex number z = u + i v = rho * exp(i theta)
-        rotation = complex(np.cos(angle), -np.sin(angle))
-        z = ((xx - float(cx)) + 1j * (yy - float(cy))).astype(np.complex64) * rotation
-        z = (z.real / aspect + 1j * z.imag * aspect).astype(np.complex64)
-        rho = np.abs(z)
-        unit = z / np.maximum(rho, 1e-6)           # exp(i theta)
-        # boundary(theta) = 1 + sum_k a_k cos(k theta + phi_k), random harmonics k = 2..10
-        boundary = np.ones_like(rho)
-        power = unit * unit
-        for k in range(2, 11):
-            amp = wobble * rng.standard_normal() / k ** 1.3
-            phase = rng.uniform(0, 2 * np.pi)
-            boundary += (amp * complex(np.cos(phase), np.sin(phase)) * power).real
-            power = power * unit
-        return rho / (float(r) * np.clip(boundary, 0.55, None))
-
-    f = blob(centre[0], centre[1], radius, rng.uniform(1.0, 1.35), rng.uniform(0, np.pi),
-             rng.uniform(0.08, 0.3))
-    for _ in range(rng.choice([0, 0, 1, 2])):   # extra lobes for some lesions
-        angle = rng.uniform(0, 2 * np.pi)
-        dist = radius * rng.uniform(0.5, 0.85)
-        lobe = blob(centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle),
-                    radius * rng.uniform(0.35, 0.6), rng.uniform(1.0, 1.5), rng.uniform(0, np.pi), 0.15)
-        f = np.minimum(f, lobe)
-    # fine border irregularity, so the lesion is not exactly star-shaped
-    f = f + 0.07 * _smooth_noise(rng, size, size / 24) + 0.03 * _smooth_noise(rng, size, size / 70)
-    return f
-
-
-def _skin_layer(rng, size, tone):
-    """Skin colour (3, H, W) with texture; returns (base colour field, multiplicative texture)."""
-    base = np.broadcast_to(np.asarray(tone, np.float32)[:, None, None], (3, size, size)).copy()
-    # patchy redness (blood in the dermis)
-    redness = 0.08 * np.clip(_smooth_noise(rng, size, size / 5), 0, None)
-    base *= np.exp(-redness[None] * _HAEMOGLOBIN_ABSORPTION[:, None, None])
-    # multi-scale luminance texture, furrows and pores
-    texture = 1.0 + 0.035 * _fractal_noise(rng, size, (size / 4, size / 14, size / 45))
-    texture += 0.015 * _smooth_noise(rng, size, 2.0)                   # fine grain
-    furrows = _cell_edges(rng, size, size / 12, size / 220)             # polygonal skin lines
-    texture *= 1.0 - rng.uniform(0.02, 0.05) * furrows
-    pores = np.zeros((size, size), np.float32)
-    count = int(size * size / 220 * rng.uniform(0.5, 1.5))
-    py, px = rng.integers(0, size, count), rng.integers(0, size, count)
-    pores[py, px] = rng.uniform(0.4, 1.0, count)
-    pores = ndimage.gaussian_filter(pores, 0.9)
-    texture *= 1.0 - 0.6 * pores
-    return base, texture
-
-
-def _lesion_pigment(rng, size, f, alpha, strength):
-    """Melanin density, haemoglobin density and blue-grey opacity maps (H, W) of the lesion."""
-    inner = np.clip(1.0 - f, 0.0, 1.0)         # 0 at the border, up to 1 at the centre
-    density = rng.uniform(0.5, 1.4) * (1.0 + 0.3 * _fractal_noise(rng, size, (size / 8, size / 20)))
-    # darker (or, sometimes, lighter) centre
-    density *= 1.0 + rng.uniform(-0.25, 0.6) * inner
-    # dark brown-black blotches
-    blotches = _smoothstep((_smooth_noise(rng, size, size / 12) - rng.uniform(0.5, 1.3)) / 1.2)
-    density += rng.uniform(0.4, 1.3) * blotches
-    # pigment-network-like mesh, strongest towards the periphery
-    mesh = _cell_edges(rng, size, size * rng.uniform(1 / 55, 1 / 35), size / 200)
-    mesh_patches = _smoothstep(0.7 * _smooth_noise(rng, size, size / 8) + 0.3)   # network fades in and out
-    density *= 1.0 + rng.uniform(0.15, 0.6) * (mesh - 0.3) * mesh_patches * (1.0 - 0.5 * inner)
-    # brown dots and globules, in some lesions
-    if rng.random() < 0.5:
-        dots = np.zeros_like(f)
-        count = int(rng.uniform(0.002, 0.01) * size * size)
-        dy, dx = rng.integers(0, size, count), rng.integers(0, size, count)
-        dots[dy, dx] = rng.uniform(0.5, 1.0, count)
-        sigma = size * rng.uniform(1 / 180, 1 / 90)
-        dots = ndimage.gaussian_filter(dots, sigma) * (2 * np.pi * sigma ** 2)   # peak about 1
-        density += rng.uniform(0.5, 1.2) * dots * _smoothstep(_smooth_noise(rng, size, size / 6) + 0.3)
-    density = np.clip(density, 0.05, None) * strength * alpha
-    # reddish (vascular) and blue-grey zones, in some lesions
-    haemoglobin = np.zeros_like(f)
-    if rng.random() < 0.4:
-        zone = _smoothstep(_smooth_noise(rng, size, size / 7) - 0.3)
-        haemoglobin = rng.uniform(0.15, 0.45) * strength * zone * alpha
-        density *= 1.0 - 0.3 * zone
-    blue_grey = np.zeros_like(f)
-    if rng.random() < 0.35:
-        zone = _smoothstep((_smooth_noise(rng, size, size / 9) - 0.4) / 0.8)
-        blue_grey = rng.uniform(0.15, 0.4) * zone * alpha * (0.4 + 0.6 * inner)
-    return density, haemoglobin, blue_grey
-
-
-def _hair_alpha(rng, size):
-    """Opacity map (H, W) of a few dark, thin, curved hairs (quadratic Bezier curves)."""
-    hair = np.zeros((size, size), np.float32)
-    for _ in range(int(rng.integers(1, 13))):
-        p0 = rng.uniform(-0.1, 1.1, 2) * size
-        angle = rng.uniform(0, 2 * np.pi)
-        length = rng.uniform(0.3, 1.1) * size
-        p2 = p0 + length * np.array([np.sin(angle), np.cos(angle)])
-        normal = np.array([np.cos(angle), -np.sin(angle)])
-        p1 = (p0 + p2) / 2 + normal * np.clip(rng.normal(0, 0.12), -0.25, 0.25) * length
-        t = np.linspace(0, 1, int(2 * length))[:, None]
-        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
-        width = rng.choice([1, 1, 2])
-        for offset in np.arange(width) - (width - 1) / 2:
-            yx = np.rint(pts + offset * normal).astype(int)
-            keep = np.all((yx >= 0) & (yx < size), axis=1)
-            hair[yx[keep, 0], yx[keep, 1]] = 1.0
-    return np.clip(ndimage.gaussian_filter(hair, 0.6) * 2.2, 0, 1) * rng.uniform(0.7, 0.95)
-
-
-def _bubbles(rng, size, yy, xx):
-    """Bright air bubbles / specular spots: (white opacity, dark-rim opacity) maps (H, W)."""
-    white = np.zeros((size, size), np.float32)
-    rim = np.zeros((size, size), np.float32)
-    for _ in range(int(rng.integers(1, 7))):
-        cy, cx = rng.uniform(0, size, 2)
-        r = size * rng.uniform(0.015, 0.07)
-        # work in a window around the bubble only
-        y0, y1 = max(int(cy - r - 4), 0), min(int(cy + r + 5), size)
-        x0, x1 = max(int(cx - r - 4), 0), min(int(cx + r + 5), size)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        win = (slice(y0, y1), slice(x0, x1))
-        rho = np.hypot(yy[win] - cy, xx[win] - cx)
-        rim[win] = np.maximum(rim[win], 0.35 * np.exp(-((rho - r) / 0.9) ** 2))
-        white[win] = np.maximum(white[win], 0.08 * (rho < r))
-        hy, hx = cy - 0.45 * r, cx - 0.35 * r       # highlight in the bubble's upper left
-        spot = 0.9 * np.exp(-(np.hypot(yy[win] - hy, xx[win] - hx) / (0.18 * r + 0.6)) ** 2)
-        white[win] = np.maximum(white[win], spot)
-    return white, rim
-
-
-def _ruler_alpha(rng, size, yy, xx, inner_radius: Optional[float]):
-    """Opacity map (H, W) of a millimetre ruler near one edge of the field of view."""
-    px_per_mm = size / _FIELD_OF_VIEW_MM
-    angle = rng.choice([0.0, np.pi / 2, np.pi, 3 * np.pi / 2]) + rng.normal(0, 0.08)
-    reach = (inner_radius if inner_radius is not None else 0.5) * size * 0.86
-    cy = size / 2 + reach * np.cos(angle)
-    cx = size / 2 + reach * np.sin(angle)
-    u = (xx - cx) * np.cos(angle) - (yy - cy) * np.sin(angle)     # along the ruler
-    v = (xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)     # towards the image edge
-    half = size * rng.uniform(0.15, 0.3)
-    on_ruler = np.abs(u) < half
-    baseline = (np.abs(v) < 0.8) & on_ruler
-    tick_phase = np.abs(((u / px_per_mm) + 0.5) % 1.0 - 0.5) * px_per_mm
-    major = np.abs(((u / px_per_mm / 5) + 0.5) % 1.0 - 0.5) * px_per_mm * 5 < 0.7
-    tick_len = np.where(major, 2.2 * px_per_mm, 1.1 * px_per_mm)
-    ticks = (tick_phase < 0.6) & (v > 0) & (v < tick_len) & on_ruler
-    return ndimage.gaussian_filter((baseline | ticks).astype(np.float32), 0.5) * 0.85
-
-
-def _camera(rng, image, site, yy, xx):
-    """Apply the site's white balance, vignetting, field of view, optical blur and sensor noise."""
-    size = image.shape[-1]
-    image = image * site["brightness"] * np.asarray(site["gains"], np.float32)[:, None, None]
-    cy, cx = size / 2 + rng.normal(0, 0.02, 2) * size
-    rho = np.hypot(yy - cy, xx - cx) / (size / 2)
-    image = image * (1.0 - site["vignetting"] * np.clip(rho / np.sqrt(2), 0, 1) ** 2)[None]
-    image = ndimage.gaussian_filter(image, (0, 0.6, 0.6))
-    if site["fov_radius"] is not None:
-        inside = _smoothstep((site["fov_radius"] * 2 - rho) / 0.04)
-        image = _blend(image, (0.015, 0.012, 0.012), 1.0 - inside)
-    image = image + site["noise"] * rng.standard_normal(image.shape, dtype=np.float32)
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_site(site) -> dict:
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    return SITES[site]
-
 
 def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 256,
                    site: str = "A") -> dict:
@@ -366,9 +108,9 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
 
     Taught in week 6 (used from week 2 on).
     """
-    seed = _check_int("seed", seed, 0)
-    size = _check_int("size", size, 32)
-    site_profile = _check_site(site)
+    seed = check_int(seed, "seed", minimum=0)
+    size = check_int(size, "size", minimum=32)
+    site_profile = SITES[check_choice(site, sorted(SITES), "site")]
     if fitzpatrick is not None:
         if isinstance(fitzpatrick, bool) or not isinstance(fitzpatrick, (int, np.integer)):
             raise TypeError(f"fitzpatrick must be an int in {FITZPATRICK_TYPES} or None, "
@@ -383,7 +125,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
     skin_type = drawn_type if fitzpatrick is None else int(fitzpatrick)
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    f = _lesion_shape(rng_shape, size, yy, xx)
+    f = lesion_shape(rng_shape, size, yy, xx)
     label = f < 1.0
     labelled, count = ndimage.label(label)
     if count > 1:   # the annotation is one connected lesion: keep the largest piece
@@ -391,30 +133,30 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
         label = labelled == (1 + int(np.argmax(sizes)))
     label = ndimage.binary_fill_holes(label)
     border_width = rng_shape.uniform(0.06, 0.3)      # soft lesion border in the image
-    alpha = _smoothstep(0.5 + (1.0 - f) / border_width).astype(np.float32)
+    alpha = smoothstep(0.5 + (1.0 - f) / border_width).astype(np.float32)
 
     # skin, then lesion pigment (Beer-Lambert absorption), then texture on top of both
-    base, texture = _skin_layer(rng_look, size, SKIN_TONES[skin_type])
-    melanin, haemoglobin, blue_grey = _lesion_pigment(rng_look, size, f, alpha,
+    base, texture = skin_layer(rng_look, size, SKIN_TONES[skin_type])
+    melanin, haemoglobin, blue_grey = lesion_pigment(rng_look, size, f, alpha,
                                                       _LESION_STRENGTH[skin_type])
-    image = base * np.exp(-melanin[None] * _MELANIN_ABSORPTION[:, None, None]
-                          - haemoglobin[None] * _HAEMOGLOBIN_ABSORPTION[:, None, None])
+    image = base * np.exp(-melanin[None] * MELANIN_ABSORPTION[:, None, None]
+                          - haemoglobin[None] * HAEMOGLOBIN_ABSORPTION[:, None, None])
     grey_level = 0.55 * float(np.mean(SKIN_TONES[skin_type])) + 0.1
-    image = _blend(image, np.array([0.86, 0.92, 1.0]) * grey_level, blue_grey)
+    image = blend(image, np.array([0.86, 0.92, 1.0]) * grey_level, blue_grey)
     image = image * texture[None]
 
     artefacts = {"hair": bool(rng_look.random() < 0.4), "bubbles": bool(rng_look.random() < 0.2),
                  "ruler": bool(rng_look.random() < 0.15)}
     if artefacts["hair"]:
         hair_colour = np.array([0.09, 0.06, 0.05]) if rng_look.random() < 0.7 else np.array([0.3, 0.2, 0.12])
-        image = _blend(image, hair_colour * (1.0 - 0.06 * skin_type), _hair_alpha(rng_look, size))
+        image = blend(image, hair_colour * (1.0 - 0.06 * skin_type), hair_alpha(rng_look, size))
     if artefacts["bubbles"]:
-        white, rim = _bubbles(rng_look, size, yy, xx)
-        image = _blend(_blend(image, (0.2, 0.18, 0.18), rim), (1.0, 1.0, 1.0), white)
+        white, rim = bubbles(rng_look, size, yy, xx)
+        image = blend(blend(image, (0.2, 0.18, 0.18), rim), (1.0, 1.0, 1.0), white)
     if artefacts["ruler"]:
-        image = _blend(image, (0.05, 0.05, 0.06), _ruler_alpha(rng_look, size, yy, xx,
+        image = blend(image, (0.05, 0.05, 0.06), ruler_alpha(rng_look, size, yy, xx,
                                                                 site_profile["fov_radius"]))
-    image = _camera(rng_camera, image, site_profile, yy, xx)
+    image = camera(rng_camera, image, site_profile, yy, xx)
     return {"image": image, "label": label.astype(np.uint8), "fitzpatrick": skin_type, "site": site,
             "image_id": f"ISIC_{seed:07d}", "artefacts": artefacts}
 
@@ -546,14 +288,14 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     """
     from medseg_edu.data.io import save_skin_case
 
-    images = _check_int("images", images, 1)
-    seed = _check_int("seed", seed, 0)
-    size = _check_int("size", size, 32)
-    _check_site(site)
+    images = check_int(images, "images", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    size = check_int(size, "size", minimum=32)
+    check_choice(site, sorted(SITES), "site")
     probabilities = _type_weights(fitzpatrick_weights)
     if patients is None:
         patients = images
-    patients = _check_int("patients", patients, 1)
+    patients = check_int(patients, "patients", minimum=1)
     if patients > images:
         raise ValueError(f"patients must be <= images ({images}), got {patients}")
     out_dir = Path(out_dir)
@@ -580,7 +322,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
             image_id = f"ISIC_{index:07d}"
             save_skin_case(tmp_dir, image_id, case["image"], case["label"], quality=90)
             area = float(case["label"].mean())
-            diameter_mm = 2 * np.sqrt(case["label"].sum() / np.pi) * _FIELD_OF_VIEW_MM / size
+            diameter_mm = 2 * np.sqrt(case["label"].sum() / np.pi) * FIELD_OF_VIEW_MM / size
             rows.append([image_id, f"P{patient:05d}", site, case["fitzpatrick"],
                          int(patient_ages[patient]), str(patient_sexes[patient]), f"{area:.4f}",
                          f"{diameter_mm:.2f}", case["artefacts"]["hair"], case["artefacts"]["bubbles"],
