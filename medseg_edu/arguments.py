@@ -7,6 +7,7 @@ modules need live here, so that one kind of mistake gets one wording everywhere:
 * :func:`check_choice`: a string option out of a fixed set (``activation``, ``empty``, ``blend`` ...);
 * :func:`check_int`: a whole number with a lower bound (``seed``, ``size``, ``samples`` ...);
 * :func:`check_unit_interval`: a number in [0, 1], (0, 1) or a half-open variant;
+* :func:`check_probabilities`: an array or tensor of probabilities, every value in [0, 1];
 * :func:`check_spacing`: a voxel size ``spacing_mm``, one finite positive number per spatial axis;
 * :func:`check_same_shape`: two arrays that must be aligned voxel by voxel;
 * :func:`to_numpy`, :func:`to_tensor`, :func:`as_binary`, :func:`binary_pair`: numpy arrays, torch
@@ -26,7 +27,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_unit_interval", "check_spacing", "check_same_shape",
+__all__ = ["check_choice", "check_int", "check_unit_interval", "check_probabilities", "check_spacing", "check_same_shape",
            "to_numpy", "to_tensor", "as_binary", "binary_pair", "check_image_batch"]
 
 
@@ -75,6 +76,18 @@ def check_unit_interval(value: Any, name: str, *, open_low: bool, open_high: boo
     if not (ok_low and ok_high and math.isfinite(value)):
         raise ValueError(f"{name} must be in {bounds}, got {value}")
     return value
+
+
+def check_probabilities(x: Any, name: str, *, hint: str) -> Any:
+    """Return ``x`` (a numpy array or torch tensor) if every value lies in [0, 1]; NaN fails too.
+
+    ``hint`` ends the message: what to do instead (logits are the usual mistake).
+    """
+    low, high = float(x.min()), float(x.max())
+    if not (low >= 0.0 and high <= 1.0):
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got values from {low:.4g} to {high:.4g} "
+                         f"(these look like logits?); {hint}")
+    return x
 
 
 def check_spacing(spacing_mm: Any, ndim: Optional[int] = None) -> tuple[float, ...]:

@@ -20,7 +20,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from medseg_edu.arguments import as_binary, check_choice, check_same_shape, check_unit_interval, to_numpy
+from medseg_edu.arguments import (as_binary, check_choice, check_probabilities, check_same_shape,
+                                  check_unit_interval, to_numpy)
 from medseg_edu.metrics import dice_from_counts
 
 __all__ = [
@@ -50,12 +51,7 @@ def _check_probabilities(x: Any, name: str) -> np.ndarray:
     n_nan = int(np.isnan(arr).sum())
     if n_nan:
         raise ValueError(f"{name} contains {n_nan} NaN value(s); expected probabilities in [0, 1]")
-    low, high = float(arr.min()), float(arr.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"{name} must be probabilities in [0, 1], got values from {low:.4g} to {high:.4g}; "
-            f"if these are logits, apply a sigmoid (or softmax) first")
-    return arr
+    return check_probabilities(arr, name, hint="apply a sigmoid (or softmax) to logits first")
 
 
 def _probs_and_target(probs: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -175,31 +171,37 @@ def pr_curve_points(probs: Any, target: Any, *,
     return curve[["threshold", "sensitivity", "precision"]].rename(columns={"sensitivity": "recall"})
 
 
+def _exact_sweep(probs: Any, target: Any, *columns: str) -> list[np.ndarray]:
+    """Columns of the exact :func:`roc_curve_points` sweep, as arrays (first row: threshold +inf)."""
+    curve = roc_curve_points(probs, target)
+    return [curve[column].to_numpy() for column in columns]
+
+
 def roc_auc_score(probs: Any, target: Any) -> float:
     """Area under the voxel-level ROC curve (trapezoids over the exact sweep; equals sklearn's).
 
-    Shape:
-        probs and target: any shape, the same for both; returns a float in [0, 1].
+    It is the probability that a random tumour voxel gets a higher probability than a random
+    background voxel (ties count half), so 0.5 is chance whatever the class balance.
+
+    Shape: probs and target any shape, the same for both -> a float in [0, 1].
 
     Taught in week 4.
     """
-    curve = roc_curve_points(probs, target)
-    tpr = curve["sensitivity"].to_numpy()
-    fpr = curve["false_positive_rate"].to_numpy()
+    tpr, fpr = _exact_sweep(probs, target, "sensitivity", "false_positive_rate")
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
 def average_precision_score(probs: Any, target: Any) -> float:
     """Average precision: sum over thresholds of (recall gain) x precision (equals sklearn's).
 
-    Shape:
-        probs and target: any shape, the same for both; returns a float in [0, 1].
+    A step-wise area under the precision-recall curve, without interpolation; chance level is the
+    fraction of tumour voxels, not 0.5, which is why it is the better summary for small lesions.
+
+    Shape: probs and target any shape, the same for both -> a float in [0, 1].
 
     Taught in week 4.
     """
-    curve = pr_curve_points(probs, target)
-    recall = curve["recall"].to_numpy()
-    precision = curve["precision"].to_numpy()
+    recall, precision = _exact_sweep(probs, target, "sensitivity", "precision")
     return float(np.sum(np.diff(recall) * precision[1:]))
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg_edu.arguments import check_choice, check_image_batch, check_int
+from medseg_edu.arguments import check_choice, check_image_batch, check_int, check_probabilities
 
 __all__ = [
     "window_starts",
@@ -308,8 +308,7 @@ def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
     if not 0.0 < threshold < 1.0 or math.isnan(threshold):
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     probs = torch.sigmoid(x) if activation == "sigmoid" else x
-    if activation == "none" and (probs.min() < 0 or probs.max() > 1):
-        raise ValueError("activation='none' expects probabilities in [0, 1], got values in "
-                         f"[{probs.min().item():.3g}, {probs.max().item():.3g}] (logits? use "
-                         "activation='sigmoid')")
+    if activation == "none":
+        check_probabilities(probs, "logits_or_probs", hint="activation='none' expects probabilities; for "
+                                                           "logits use activation='sigmoid'")
     return (probs > threshold).to(torch.uint8)

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg_edu.arguments import check_choice, check_probabilities
+
 __all__ = [
     "soft_dice_loss",
     "dice_ce_loss",
@@ -60,11 +62,6 @@ def _shape(t: torch.Tensor) -> tuple:
     return tuple(t.shape)
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
 def _check_pred(pred: torch.Tensor, activation: str) -> None:
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
@@ -73,7 +70,7 @@ def _check_pred(pred: torch.Tensor, activation: str) -> None:
     if pred.ndim < 3:
         raise ValueError(
             f"pred must have shape (N, K, *spatial) with at least one spatial axis, got {_shape(pred)}")
-    _check_choice("activation", activation, ACTIVATIONS)
+    check_choice(activation, ACTIVATIONS, "activation")
     if activation == "softmax" and pred.shape[1] < 2:
         raise ValueError(
             f"activation='softmax' needs at least 2 channels (background + foreground), got pred with "
@@ -92,12 +89,8 @@ def _probabilities(pred: torch.Tensor, activation: str) -> torch.Tensor:
         return torch.softmax(pred, dim=1)
     if activation == "sigmoid":
         return torch.sigmoid(pred)
-    low, high = float(pred.min()), float(pred.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"activation='none' expects probabilities in [0, 1], but pred ranges from {low:.4g} to "
-            f"{high:.4g}: these look like logits; use activation='softmax' or 'sigmoid'")
-    return pred
+    return check_probabilities(pred, "pred", hint="activation='none' expects probabilities; for logits use "
+                                                  "activation='softmax' or 'sigmoid'")
 
 
 def _one_hot_target(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -157,7 +150,7 @@ def _drop_background(probs: torch.Tensor, target: torch.Tensor, activation: str,
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    _check_choice("reduction", reduction, REDUCTIONS)
+    check_choice(reduction, REDUCTIONS, "reduction")
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
@@ -165,9 +158,17 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
-def _sum_axes(probs: torch.Tensor, batch_dice: bool) -> list[int]:
+def _soft_overlap_inputs(pred: torch.Tensor, target: torch.Tensor, *, activation: str, include_background: bool,
+                         batch_dice: bool, reduction: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """What every soft-overlap loss starts from: probabilities, the one-hot target (background dropped
+    unless included) and the axes to sum over (spatial, plus the batch axis with ``batch_dice``)."""
+    _check_pred(pred, activation)
+    check_choice(reduction, REDUCTIONS, "reduction")
+    probs = _probabilities(pred, activation)
+    onehot = _one_hot_target(target, probs)
+    probs, onehot = _drop_background(probs, onehot, activation, include_background)
     axes = list(range(2, probs.ndim))
-    return [0] + axes if batch_dice else axes
+    return probs, onehot, [0] + axes if batch_dice else axes
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,12 +207,9 @@ def soft_dice_loss(pred: torch.Tensor, target: torch.Tensor, *, activation: str 
 
     Taught in week 4.
     """
-    _check_pred(pred, activation)
-    _check_choice("reduction", reduction, REDUCTIONS)
-    probs = _probabilities(pred, activation)
-    onehot = _one_hot_target(target, probs)
-    probs, onehot = _drop_background(probs, onehot, activation, include_background)
-    axes = _sum_axes(probs, batch_dice)
+    probs, onehot, axes = _soft_overlap_inputs(pred, target, activation=activation,
+                                               include_background=include_background, batch_dice=batch_dice,
+                                               reduction=reduction)
     intersection = (probs * onehot).sum(dim=axes)
     if squared:
         denominator = (probs * probs).sum(dim=axes) + (onehot * onehot).sum(dim=axes)
@@ -318,7 +316,7 @@ def focal_loss(pred: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
     Taught in week 4.
     """
     _check_pred(pred, activation)
-    _check_choice("reduction", reduction, REDUCTIONS)
+    check_choice(reduction, REDUCTIONS, "reduction")
     logits = _upcast(pred)
     num_classes = pred.shape[1]
     exclusive = activation == "softmax" or (activation == "none" and num_classes >= 2)
@@ -378,12 +376,9 @@ def tversky_loss(pred: torch.Tensor, target: torch.Tensor, *, activation: str = 
 
     Taught in week 4.
     """
-    _check_pred(pred, activation)
-    _check_choice("reduction", reduction, REDUCTIONS)
-    probs = _probabilities(pred, activation)
-    onehot = _one_hot_target(target, probs)
-    probs, onehot = _drop_background(probs, onehot, activation, include_background)
-    axes = _sum_axes(probs, batch_dice)
+    probs, onehot, axes = _soft_overlap_inputs(pred, target, activation=activation,
+                                               include_background=include_background, batch_dice=batch_dice,
+                                               reduction=reduction)
     tp = (probs * onehot).sum(dim=axes)
     fp = (probs * (1.0 - onehot)).sum(dim=axes)
     fn = ((1.0 - probs) * onehot).sum(dim=axes)
