@@ -179,7 +179,7 @@ def test_double_conv_check_fails_wrong_blocks(wrong, message):
 def test_double_conv_check_wants_the_class():
     with pytest.raises(TypeError, match="pass the class DoubleConv itself"):
         check_double_conv(GoodDoubleConv(3, 4) and "DoubleConv", seed=0)
-    with pytest.raises(ValueError, match="trials must be a positive int"):
+    with pytest.raises(ValueError, match="trials must be an int >= 1"):
         check_double_conv(GoodDoubleConv, trials=0)
 
 

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from medseg_edu.arguments import check_int
 from medseg_edu.checks import self_check
 from medseg_edu.models import DecoderStep as _RefDecoderStep
 from medseg_edu.models import DoubleConv as _RefDoubleConv
@@ -47,12 +48,6 @@ def _generator(seed: int) -> torch.Generator:
 def _randint(gen: torch.Generator, low: int, high: int) -> int:
     """A random int in [low, high]."""
     return int(torch.randint(low, high + 1, (1,), generator=gen))
-
-
-def _check_trials(trials: int) -> int:
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"trials must be a positive int, got {trials!r}")
-    return trials
 
 
 def _build(cls: Callable, what: str, *args, **kwargs) -> tuple:
@@ -133,13 +128,10 @@ def check_double_conv(double_conv: Callable, *, seed: int = 0, trials: int = 3) 
 
     Shape: the block maps ``(N, in_channels, H, W)`` -> ``(N, out_channels, H, W)``.
 
-    Raises:
-        AssertionError: saying what is wrong.
-
     Taught in week 3.
     """
     gen = _generator(seed)
-    for _ in range(_check_trials(trials)):
+    for _ in range(check_int(trials, "trials", minimum=1)):
         c_in, c_out = _randint(gen, 1, 6), _randint(gen, 2, 12)
         block, call = _build(double_conv, "DoubleConv", c_in, c_out)
         convs = _convs(block)
@@ -187,13 +179,10 @@ def check_encoder_step(encoder_step: Callable, *, seed: int = 0, trials: int = 3
 
     Shape: the step maps ``(N, in_channels, H, W)`` -> ``(N, out_channels, H/2, W/2)``.
 
-    Raises:
-        AssertionError: saying what is wrong.
-
     Taught in week 3.
     """
     gen = _generator(seed)
-    for _ in range(_check_trials(trials)):
+    for _ in range(check_int(trials, "trials", minimum=1)):
         c_in, c_out = _randint(gen, 1, 6), _randint(gen, 2, 12)
         step, call = _build(encoder_step, "EncoderStep", c_in, c_out)
         n, h, w = _randint(gen, 1, 3), 2 * _randint(gen, 3, 12), 2 * _randint(gen, 3, 12)
@@ -240,13 +229,10 @@ def check_decoder_step(decoder_step: Callable, *, seed: int = 0, trials: int = 3
     Shape: ``x (N, in_channels, h, w)``, ``skip (N, skip_channels, 2h, 2w)``
     -> ``(N, out_channels, 2h, 2w)``.
 
-    Raises:
-        AssertionError: saying what is wrong.
-
     Taught in week 3.
     """
     gen = _generator(seed)
-    for _ in range(_check_trials(trials)):
+    for _ in range(check_int(trials, "trials", minimum=1)):
         c_in = _randint(gen, 6, 16)
         c_skip = _randint(gen, 2, 8)
         c_out = _randint(gen, 2, 8)
@@ -298,16 +284,13 @@ def check_unet(unet: Callable, *, seed: int = 0, trials: int = 3,
 
     Shape: ``(N, in_channels, H, W)`` -> ``(N, out_channels, H, W)``.
 
-    Raises:
-        AssertionError: saying what is wrong.
-
     Taught in week 3.
     """
     gen = _generator(seed)
     levels = tuple(levels)
     if not levels or not all(isinstance(k, int) and k >= 2 for k in levels):
         raise ValueError(f"levels must be a non-empty sequence of ints >= 2, got {levels!r}")
-    for trial in range(_check_trials(trials)):
+    for trial in range(check_int(trials, "trials", minimum=1)):
         n_levels = levels[trial % len(levels)]
         c_in, c_out = _randint(gen, 1, 4), _randint(gen, 1, 4)
         base = _randint(gen, 2, 6)
