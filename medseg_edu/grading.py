@@ -248,6 +248,7 @@ def _prepare(path: Path, course: Dict[str, _CourseNotebook], student: Optional[s
     if data is None:
         job["flags"].append("unreadable")
         job["messages"].append(nb)
+        job.update(merged=course[named].nb if named else None, notebook=named and course[named].path.name, skip=True)
         return job
     ids = _grade_ids(nb)
     repeated = sorted({grade_id for grade_id in ids if ids.count(grade_id) > 1})
@@ -260,6 +261,7 @@ def _prepare(path: Path, course: Dict[str, _CourseNotebook], student: Optional[s
     if overlap[best] == 0:
         job["flags"].append("wrong_week")
         job["messages"].append("not a notebook of this course (no exercise ids match)")
+        job.update(merged=course[named].nb if named else None, notebook=named and course[named].path.name, skip=True)
         return job
     if named is not None and best != named:
         job["flags"].append("wrong_week")
@@ -283,12 +285,12 @@ def _mark_duplicate_students(jobs: List[dict]) -> None:
             job["messages"].append(f"{len(same)} submissions map to student {who!r}, {week}: {names}; "
                                    "rename a folder or grade them one by one with --student")
             job["report_name"] = f"{who}_{week}-{number}"
-            job["merged"] = None
+            job["skip"] = True
 
 
 def _secrets(source: Path) -> List[str]:
     """Texts no report may contain: instructor paths and the grader's environment values."""
-    paths = [str(source), str(source.resolve()), str(source.resolve().parent), os.getcwd()]
+    paths = [str(source), str(source.resolve()), os.getcwd()]
     return paths + [value for value in os.environ.values() if len(value) >= 8]
 
 
@@ -297,7 +299,7 @@ def _run_jobs(jobs: List[dict], course: Dict[str, _CourseNotebook], workers: int
     from medseg_edu.grading_job import empty_report, grade_job
 
     reports: List[Optional[dict]] = [None] * len(jobs)
-    todo = [i for i, job in enumerate(jobs) if job["merged"] is not None]
+    todo = [i for i, job in enumerate(jobs) if not job.get("skip")]
     for i, job in enumerate(jobs):
         if i not in todo:
             reports[i] = empty_report(job)
@@ -425,6 +427,6 @@ def format_report(report: dict) -> str:
     lines = [f"{report['student']} / {report['week']}: {report['score']:g} / {report['max_score']:g}{flags}"]
     lines += [f"  ! {message}" for message in report["messages"]]
     for e in report["exercises"]:
-        mark = "ok " if e["passed"] else "FAIL"
+        mark = "ok " if e["points"] == e["max_points"] else "FAIL"
         lines.append(f"  [{mark}] {e['grade_id']}: {e['points']:g}/{e['max_points']:g}  {e['feedback']}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from typing import List
 import nbformat
 
 from medseg_edu.grading_kernel import CellResult, Limits, run_notebook
-from medseg_edu.grading_scan import scan_cells, scrub, test_feedback
+from medseg_edu.grading_scan import scan_cells, scrub, failure_feedback
 
 __all__ = ["grade_job", "empty_report"]
 
@@ -30,11 +30,23 @@ def _is_test(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def _hidden_test_lines(cells) -> List[str]:
+    """The lines between the hidden-test markers (scrubbed from feedback whatever route they took)."""
+    lines, inside = [], False
+    for cell in cells:
+        for line in cell.source.splitlines():
+            inside = inside or "BEGIN HIDDEN TESTS" in line
+            if inside and len(line.strip()) >= 8:
+                lines.append(line.strip())
+            inside = inside and "END HIDDEN TESTS" not in line
+    return lines
+
+
 def empty_report(job: dict) -> dict:
     """The report of a submission that is not run (unreadable, no matching week, duplicate): every
     test of the matched week (if any) at 0 points, with the job's flags and messages."""
     exercises = []
-    merged = job.get("merged")
+    merged = job.get("merged")  # the matched week's notebook (for the list of tests), or None
     for cell in (merged.cells if merged is not None else []):
         if _is_test(cell):
             exercises.append({"grade_id": _meta(cell)["grade_id"], "points": 0.0,
@@ -46,7 +58,7 @@ def empty_report(job: dict) -> dict:
 def _report(job: dict, exercises: List[dict], findings: List[str], seconds: float) -> dict:
     earned = sum(e["points"] for e in exercises)
     flags = set(job["flags"])
-    messages = list(job["messages"])
+    messages = [scrub(message, job.get("secrets", ())) for message in job["messages"]]
     report = {"student": job["student"], "week": job["week"], "notebook": job["notebook"],
               "submission": job["submission"], "score": earned,
               "max_score": sum(e["max_points"] for e in exercises), "flags": [], "messages": messages,
@@ -62,6 +74,8 @@ def _report(job: dict, exercises: List[dict], findings: List[str], seconds: floa
             report["points_if_cleared"] = earned
             report["score"] = 0.0
             for e in exercises:
+                if e["passed"]:
+                    e["feedback"] = "passed, but 0 points until the instructor clears the tampering flag"
                 e["points"] = 0.0
     report["flags"] = sorted(flags)
     return report
@@ -76,7 +90,7 @@ def _failure(result: CellResult, source: str, limits: Limits) -> str:
         return f"{result.ename}: {result.evalue}"
     if result.ename == "MemoryError":
         return f"MemoryError: the notebook needed more than the {limits.memory_mb} MB allowed"
-    return test_feedback(source, result.ename, result.evalue, result.traceback)
+    return failure_feedback(source, result.ename, result.evalue, result.traceback)
 
 
 def _answer_problem(result: CellResult, limits: Limits) -> str:
@@ -123,7 +137,7 @@ def grade_job(job: dict) -> dict:
                                is_test=lambda i: _is_test(code_cells[i]))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    secrets = [*job["secrets"], str(workdir), str(workdir.resolve())]
+    secrets = [*job["secrets"], str(workdir), str(workdir.resolve()), *_hidden_test_lines(code_cells)]
     exercises, last_answer = [], None  # last_answer: (grade_id, result) of the latest answer cell
     for cell, result in zip(code_cells, results):
         meta = _meta(cell)
@@ -139,7 +153,7 @@ def grade_job(job: dict) -> dict:
         max_points = float(meta.get("points", 0))
         exercises.append({"grade_id": meta["grade_id"], "points": max_points if passed else 0.0,
                           "max_points": max_points, "passed": passed,
-                          "feedback": scrub(feedback, secrets)[:400]})
+                          "feedback": scrub(feedback, secrets)[:300]})
     job = {**job, "flags": sorted(set(job["flags"]) | _cell_flags(results))}
     return _report(job, exercises, [scrub(f, secrets) for f in findings], time.monotonic() - started)
 

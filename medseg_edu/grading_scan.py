@@ -9,7 +9,7 @@ redefine ``__eq__``/``__bool__`` (an object equal to everything passes any ``==`
 (``model.weight = ...``, ``self.x = ...``, ``cfg.lr = 0.1``, ``plt.rcParams[...] = ...``) is not flagged.
 A static scan can be fooled by a determined student; it is one layer, the README says what the others are.
 
-``test_feedback`` turns a failed test cell into one line a student may see: the error name and
+``failure_feedback`` turns a failed test cell into one line a student may see: the error name and
 message, the failing line only when it is in the visible part of the test, never hidden-test source;
 ``scrub`` removes instructor paths and environment values from any text.
 """
@@ -19,7 +19,7 @@ import ast
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-__all__ = ["scan_cells", "test_feedback", "scrub"]
+__all__ = ["scan_cells", "failure_feedback", "scrub"]
 
 # module names always treated as modules, even when the notebook imports them in a student cell
 _ALWAYS_MODULES = {"np", "numpy", "torch", "math", "IPython", "sys", "builtins", "os", "random", "scipy",
@@ -68,18 +68,21 @@ def _module_names(trees: Iterable[ast.AST]) -> Set[str]:
 
 
 def _assign_targets(node: ast.AST) -> List[ast.AST]:
-    if isinstance(node, ast.Assign):
-        targets = node.targets
+    if isinstance(node, (ast.Assign, ast.Delete)):
+        targets = list(node.targets)
     elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
         targets = [node.target]
-    elif isinstance(node, ast.Delete):
-        targets = node.targets
     else:
         return []
     flat = []
-    for target in targets:
-        flat.extend(t for t in ast.walk(target) if isinstance(t, (ast.Attribute, ast.Subscript, ast.Name, ast.Starred))
-                    and not isinstance(t, ast.Starred))
+    while targets:
+        target = targets.pop()
+        if isinstance(target, (ast.Tuple, ast.List)):
+            targets.extend(target.elts)
+        elif isinstance(target, ast.Starred):
+            targets.append(target.value)
+        else:
+            flat.append(target)
     return flat
 
 
@@ -187,12 +190,12 @@ def _hidden_lines(source: str) -> Set[int]:
     return hidden
 
 
-def test_feedback(source: str, ename: str, evalue: str, traceback: Sequence[str]) -> str:
+def failure_feedback(source: str, ename: str, evalue: str, traceback: Sequence[str]) -> str:
     """One line for the student about a failed test cell whose instructor source is ``source``.
 
     The error name and the first line of its message; the failing line of the test (found in the
     traceback's first frame, quoted from ``source``) only when it is outside the hidden tests; for a
-    failure inside the hidden tests, "a hidden test failed". Never more than 300 characters.
+    failure inside the hidden tests, "a hidden test failed". Not shortened: scrub it first, then cut.
     """
     message = (evalue.strip().splitlines() or [""])[0]
     number = None
@@ -211,4 +214,4 @@ def test_feedback(source: str, ename: str, evalue: str, traceback: Sequence[str]
         text = f"{error} (at: {lines[number - 1].strip()})"
     else:
         text = error
-    return text[:300]
+    return text
