@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .unet import DoubleConv, check_input, check_options, conv_layer, norm_layer
+from .unet import DoubleConv, check_input, check_options, conv_layer, keep_config, norm_layer
 
 __all__ = ["ResidualBlock", "PyramidPooling", "PSPNet"]
 
@@ -102,19 +102,12 @@ class PSPNet(nn.Module):
                  features: Sequence[int] = (16, 32, 64, 128), bins: Sequence[int] = (1, 2, 3, 6),
                  norm: str = "batch") -> None:
         super().__init__()
-        features = check_options(spatial_dims, in_channels, out_channels, features)
-        if norm not in ("instance", "batch"):
-            raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
+        features = check_options(spatial_dims, in_channels, out_channels, features, norm=norm)
         bins = tuple(bins)
         if not bins or not all(isinstance(b, int) and b > 0 for b in bins):
             raise ValueError(f"bins must be a non-empty sequence of positive ints, got {bins!r}")
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.features = features
-        # the constructor's arguments as plain values (PSPNet(**net.config) builds the same network)
-        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
-                       "features": list(features), "bins": list(bins), "norm": norm}
+        keep_config(self, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                    features=list(features), bins=list(bins), norm=norm)
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], norm=norm)
         self.stages = nn.ModuleList(
             nn.Sequential(ResidualBlock(spatial_dims, features[i - 1], features[i], stride=2, norm=norm),

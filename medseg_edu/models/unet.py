@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg_edu.arguments import check_choice
+
 __all__ = [
     "DoubleConv",
     "EncoderStep",
@@ -58,8 +60,9 @@ def norm_layer(norm: str, spatial_dims: int, channels: int) -> nn.Module:
 
 
 def check_options(spatial_dims: int, in_channels: int, out_channels: int,
-                  features: Sequence[int], *, min_levels: int = 2) -> tuple:
+                  features: Sequence[int], *, norm: str, min_levels: int = 2) -> tuple:
     """Validate the constructor arguments shared by all models; return ``features`` as a tuple."""
+    check_choice(norm, _NORMS, "norm")
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -70,6 +73,18 @@ def check_options(spatial_dims: int, in_channels: int, out_channels: int,
         raise ValueError(f"features must be a sequence of at least {min_levels} positive ints "
                          f"(channels per level), got {features!r}")
     return features
+
+
+def keep_config(model: nn.Module, **config) -> None:
+    """Keep a model's constructor arguments as plain values in ``model.config``.
+
+    ``type(model)(**model.config)`` builds the same network, and :mod:`medseg_edu.checkpoint` stores
+    the config so that ``load_checkpoint`` can rebuild it. The arguments every model has are also
+    kept as attributes (``spatial_dims``, ``in_channels``, ``out_channels``, ``features``).
+    """
+    model.config = config
+    model.spatial_dims, model.in_channels = config["spatial_dims"], config["in_channels"]
+    model.out_channels, model.features = config["out_channels"], tuple(config["features"])
 
 
 def check_input(x: torch.Tensor, *, model_name: str, spatial_dims: int, in_channels: int,
@@ -260,24 +275,14 @@ class UNet(nn.Module):
                  deep_supervision: bool = False, dropout: float = 0.0, norm: str = "instance",
                  up: str = "transpose") -> None:
         super().__init__()
-        features = check_options(spatial_dims, in_channels, out_channels, features)
+        features = check_options(spatial_dims, in_channels, out_channels, features, norm=norm)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if norm not in _NORMS:
-            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-        if up not in _UPS:
-            raise ValueError(f"up must be one of {_UPS}, got {up!r}")
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.features = features
+        check_choice(up, _UPS, "up")
         self.deep_supervision = deep_supervision
-        # the constructor's arguments as plain values: UNet(**net.config) builds the same network
-        # (medseg_edu.checkpoint stores them, so load_checkpoint can rebuild it)
-        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
-                       "features": list(features), "attention": bool(attention),
-                       "deep_supervision": bool(deep_supervision), "dropout": float(dropout), "norm": norm,
-                       "up": up}
+        keep_config(self, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                    features=list(features), attention=bool(attention), deep_supervision=bool(deep_supervision),
+                    dropout=float(dropout), norm=norm, up=up)
         opts = dict(norm=norm, dropout=float(dropout))
 
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], **opts)

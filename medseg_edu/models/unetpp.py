@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .unet import DoubleConv, EncoderStep, check_input, check_options, conv_layer
+from .unet import DoubleConv, EncoderStep, check_input, check_options, conv_layer, keep_config
 
 __all__ = ["UNetPlusPlus"]
 
@@ -41,16 +41,9 @@ class UNetPlusPlus(nn.Module):
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, *,
                  features: Sequence[int] = (16, 32, 64, 128), norm: str = "instance") -> None:
         super().__init__()
-        features = check_options(spatial_dims, in_channels, out_channels, features)
-        if norm not in ("instance", "batch"):
-            raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.features = features
-        # the constructor's arguments as plain values (UNetPlusPlus(**net.config) builds the same network)
-        self.config = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
-                       "features": list(features), "norm": norm}
+        features = check_options(spatial_dims, in_channels, out_channels, features, norm=norm)
+        keep_config(self, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                    features=list(features), norm=norm)
         levels = len(features) - 1
         self.stem = DoubleConv(spatial_dims, in_channels, features[0], norm=norm)
         self.encoders = nn.ModuleList(
