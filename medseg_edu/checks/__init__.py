@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional, TypeVar
 
-__all__ = ["not_answered_message", "self_check"]
+from medseg_edu.arguments import to_numpy
+
+__all__ = ["not_answered_message", "self_check", "answer_array"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -67,3 +69,17 @@ def self_check(exercise: str) -> Callable[[_F], _F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def answer_array(value: Any, what: str, exercise: str) -> Any:
+    """The student's answer as a numpy array (from a numpy array or a torch tensor).
+
+    Anything else fails the check with an ``AssertionError`` that names the exercise and the answer.
+
+    Shape: an array of any shape -> the same shape (torch tensors are detached and copied to the CPU).
+    """
+    try:
+        return to_numpy(value, what)
+    except TypeError:
+        raise AssertionError(f"{exercise}: {what} should be a numpy array (or torch tensor), "
+                             f"got {type(value).__name__}") from None

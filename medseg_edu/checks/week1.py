@@ -15,10 +15,9 @@ import math
 from typing import Any, Callable, Optional
 
 import numpy as np
-import torch
 from scipy.ndimage import gaussian_filter
 
-from medseg_edu.checks import self_check
+from medseg_edu.checks import answer_array, self_check
 from medseg_edu.registration import resample, rigid_matrix, transform_error
 from medseg_edu.similarity import histogram_mutual_information, joint_histogram, ncc_score
 
@@ -37,14 +36,6 @@ def random_slice(rng: np.random.Generator, *, shape: Optional[tuple[int, int]] =
     inner = gaussian_filter(rng.random((shape[0] - 2 * border, shape[1] - 2 * border)), smooth) if smooth > 0 \
         else rng.random((shape[0] - 2 * border, shape[1] - 2 * border))
     return np.pad(10.0 * inner, border)
-
-
-def _as_array(value: Any, what: str, exercise: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    raise AssertionError(f"{exercise}: {what} should be a numpy array, got {type(value).__name__}")
 
 
 def _as_number(value: Any, what: str, exercise: str) -> float:
@@ -72,13 +63,13 @@ def check_resample_2d(resample_2d: Callable[..., Any], *, seed: int = 0, trials:
     ex = "ex1"
     rng = np.random.default_rng(seed)
     image = random_slice(rng)
-    same = _as_array(resample_2d(image, 0.0, (0.0, 0.0), spacing_mm=(1.0, 1.0)), "the result", ex)
+    same = answer_array(resample_2d(image, 0.0, (0.0, 0.0), spacing_mm=(1.0, 1.0)), "the result", ex)
     if same.shape != image.shape:
         raise AssertionError(f"{ex}: the output should have the input's shape {image.shape}, got {same.shape}")
     if not np.allclose(same, image, atol=1e-6):
         raise AssertionError(f"{ex}: with angle 0 and shift (0, 0) the image should come back unchanged")
     spacing = (2.0, 1.0)
-    shifted = _as_array(resample_2d(image, 0.0, (2.0, 0.0), spacing_mm=spacing), "the result", ex)
+    shifted = answer_array(resample_2d(image, 0.0, (2.0, 0.0), spacing_mm=spacing), "the result", ex)
     if not np.allclose(shifted[:-1], image[1:], atol=1e-6):
         if np.allclose(shifted[1:], image[:-1], atol=1e-6):
             raise AssertionError(f"{ex}: the shift goes the wrong way: out(p) must read the image AT p + shift")
@@ -92,7 +83,7 @@ def check_resample_2d(resample_2d: Callable[..., Any], *, seed: int = 0, trials:
         spacing = tuple(float(s) for s in rng.uniform(0.6, 2.0, size=2))
         angle = float(rng.uniform(-30, 30))
         shift = tuple(float(s) for s in rng.uniform(-3, 3, size=2))
-        got = _as_array(resample_2d(image, angle, shift, spacing_mm=spacing), "the result", ex)
+        got = answer_array(resample_2d(image, angle, shift, spacing_mm=spacing), "the result", ex)
         want = _reference_resample(image, angle, shift, spacing)
         if got.shape != want.shape:
             raise AssertionError(f"{ex}: the output should have the input's shape {image.shape}, got {got.shape}")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from medseg_edu.checks import self_check
+from medseg_edu.checks import answer_array, self_check
 from medseg_edu.data.datasets import sample_patch
 from medseg_edu.inference import predict_slices, sliding_window_inference, window_starts
 from medseg_edu.transforms import random_rot90, zscore_normalise
@@ -36,20 +36,11 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
-def _as_array(value: Any, what: str, exercise: str) -> np.ndarray:
-    """numpy array from a numpy array or torch tensor; anything else is an error."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    raise AssertionError(f"{exercise}: {what} should be a numpy array (or torch tensor), got {type(value).__name__}")
-
-
 def _pair(result: Any, exercise: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise AssertionError(f"{exercise}: return a tuple (image, label), got {type(result).__name__}"
                              + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
-    return _as_array(result[0], "the image", exercise), _as_array(result[1], "the label", exercise)
+    return answer_array(result[0], "the image", exercise), answer_array(result[1], "the label", exercise)
 
 
 def _shape_text(shape: tuple) -> str:
@@ -204,7 +195,7 @@ def check_standardise(standardise: Callable, *, seed: int = 0) -> None:
     for _ in range(5):
         image = _random_brain(rng, int(rng.integers(1, 5)))
         original = image.copy()
-        out = _as_array(standardise(image), "the standardised image", ex)
+        out = answer_array(standardise(image), "the standardised image", ex)
         if not np.array_equal(image, original):     # exact: the input must be untouched (vs its own copy)
             raise AssertionError(f"{ex}: your function changed its input array; work on a copy")
         if out.shape != image.shape:
@@ -230,7 +221,7 @@ def check_standardise(standardise: Callable, *, seed: int = 0) -> None:
     image = _random_brain(rng, 3)
     brain = np.any(image != 0, axis=0)
     image[1][brain] = 7.0
-    out = _as_array(standardise(image), "the standardised image", ex)
+    out = answer_array(standardise(image), "the standardised image", ex)
     if not np.all(np.isfinite(out)):
         raise AssertionError(f"{ex}: a channel that is constant inside the brain gave NaN or inf; "
                              "when its std is 0, only subtract the mean")
@@ -321,7 +312,7 @@ def check_stack_slices(stack_slices: Callable, *, seed: int = 0) -> None:
         model = _SliceNet(channels, classes, int(rng.integers(1 << 30))).eval()
         reference = predict_slices(volume, model, axis=axis).numpy()
         with torch.no_grad():
-            got = _as_array(stack_slices(volume.clone(), model, axis=axis), "the stacked logits", ex)
+            got = answer_array(stack_slices(volume.clone(), model, axis=axis), "the stacked logits", ex)
         if got.shape != reference.shape:
             raise AssertionError(f"{ex}: for a volume {_shape_text(tuple(volume.shape))} sliced along axis {axis} "
                                  f"the logits should have shape (K, X, Y, Z) = {_shape_text(reference.shape)}, got "
@@ -364,7 +355,7 @@ def check_average_windows(average_windows: Callable, *, seed: int = 0) -> None:
             for corner in corners:
                 box = tuple(slice(c, c + r) for c, r in zip(corner, roi))
                 windows.append(conv(image[(slice(None), slice(None)) + box])[0].numpy())
-        got = _as_array(average_windows([w.copy() for w in windows], list(corners), shape=spatial),
+        got = answer_array(average_windows([w.copy() for w in windows], list(corners), shape=spatial),
                         "the averaged logits", ex)
         if got.shape != (classes,) + spatial:
             raise AssertionError(f"{ex}: the result should be (K, *shape) = {_shape_text((classes,) + spatial)}, got "
