@@ -2,8 +2,8 @@
 
 The zips hold ``ISIC2018_Task1-2_Training_Input/ISIC_xxxxxxx.jpg`` and
 ``ISIC2018_Task1_Training_GroundTruth/ISIC_xxxxxxx_segmentation.png``. The course reads
-``images/<id>.jpg``, ``masks/<id>_segmentation.png`` and ``metadata.csv`` (image_id, patient_id,
-site, fitzpatrick). ISIC 2018 publishes neither patient ids nor skin types, so patient_id = image_id
+``images/<id>.jpg``, ``masks/<id>_segmentation.png`` and ``metadata.csv`` (case_id, patient_id,
+site, fitzpatrick). ISIC 2018 publishes neither patient ids nor skin types, so patient_id = case_id
 (one image per lesion is the best we can assume), site "unknown" and fitzpatrick empty: the
 subgroup lesson (week 6) cannot be done on this set without extra metadata.
 
@@ -66,7 +66,7 @@ def prepare_isic(extracted: Sequence["str | os.PathLike[str]"], out_dir: "str | 
     for source in (images_src, masks_src):   # keep ISIC's LICENSE / ATTRIBUTION texts
         for text in source.glob("*.txt"):
             shutil.copyfile(text, out_dir / f"{source.name}_{text.name}")
-    lines: List[str] = ["image_id,patient_id,site,fitzpatrick"]
+    lines: List[str] = ["case_id,patient_id,site,fitzpatrick"]
     lines += [f"{image_id},{image_id},unknown," for image_id in image_ids]
     with atomic_path(out_dir / "metadata.csv") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -88,7 +88,7 @@ def verify_isic(folder: "str | os.PathLike[str]") -> None:
     folder = Path(folder)
     try:
         cases = medseg_edu.list_skin_cases(folder)
-        missing = cases.loc[cases["mask_path"].isna(), "image_id"].tolist()
+        missing = cases.loc[cases["mask_path"].isna(), "case_id"].tolist()
         if missing:
             raise ValueError(f"{len(missing)} images have no mask (e.g. {missing[:3]})")
         step = max(1, (len(cases) - 1) // (VERIFY_SAMPLE - 1))

@@ -1,5 +1,10 @@
 """Small helpers shared by the whole package: fast mode, progress bars, atomic writes, cache folder.
 
+Convention for what the package writes: folders get the ordinary permissions that ``mkdir`` gives
+(0o777 minus the user's umask, so 0755 with the usual umask 022), files those of ``open``; nothing
+is made private. A folder that is filled first and published by a rename is made with
+:func:`staging_dir`, never with ``tempfile.mkdtemp`` (which makes it 0700).
+
 Not taught in a particular week; read it once to see how the course keeps notebooks fast in tests
 and how it never leaves a half-written file behind.
 """
@@ -7,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-__all__ = ["fast_mode", "quiet", "progress", "atomic_path", "cache_dir"]
+__all__ = ["fast_mode", "quiet", "progress", "atomic_path", "staging_dir", "cache_dir"]
 
 T = TypeVar("T")
 
@@ -59,18 +64,43 @@ def atomic_path(path: "str | os.PathLike[str]") -> Iterator[Path]:
         ...     tmp.write_text("done")
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(final.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix="." + final.name.split(".")[0] + ".", suffix=".part" + suffix,
-                                    dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # like tempfile.mkstemp, but with the ordinary file permissions (mkstemp's 0600 would survive the rename)
+    tmp = _unique_sibling(final, stem=final.name.split(".")[0], suffix=".part" + "".join(final.suffixes),
+                          create=lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
     try:
         yield tmp
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def staging_dir(final: "str | os.PathLike[str]", *, suffix: str = ".part") -> Path:
+    """Create an empty hidden folder next to ``final``, to be filled and then renamed onto ``final``.
+
+    Unlike ``tempfile.mkdtemp`` (mode 0700) it gets the ordinary folder permissions (see the module
+    docstring), so the published folder is readable by others exactly when a plain ``mkdir`` would be.
+    The name is unique (process id and random letters), starts with a dot and ends with ``suffix``.
+
+    Example:
+        >>> tmp = staging_dir("/data/brain")            # doctest: +SKIP
+        >>> ...                                         # write into tmp, then os.replace(tmp, "/data/brain")
+    """
+    final = Path(final)
+    return _unique_sibling(final, stem=final.name, suffix=suffix, create=lambda p: p.mkdir())
+
+
+def _unique_sibling(final: Path, *, stem: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    """Create ``.<stem>.<pid>.<random><suffix>`` next to ``final`` with ``create`` (which fails if it exists)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        candidate = final.parent / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}"
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"could not create a temporary name next to {final}")
 
 
 def cache_dir(*parts: str) -> Path:

@@ -269,7 +269,7 @@ def show_skin_montage(cases: Sequence[Mapping[str, Any]], *, ncols: int = 4) -> 
     """Dermoscopy images in a grid with the lesion mask outlined; titles give id and Fitzpatrick type.
 
     Each case is a dict with ``image`` (3, H, W) in [0, 1], optional ``label`` (H, W) {0, 1}, and
-    optional ``image_id``/``case_id`` and ``fitzpatrick`` (1-6).
+    optional ``case_id`` and ``fitzpatrick`` (1-6).
 
     Shape: N cases of image (3, H, W), label (H, W) -> Figure with N Axes.
     Taught in week 6.
@@ -292,7 +292,7 @@ def show_skin_montage(cases: Sequence[Mapping[str, Any]], *, ncols: int = 4) -> 
         _show(ax, image if image.shape[0] == 3 else image[0], layout="rc", aspect=1.0)
         if label is not None and 0 < np.count_nonzero(label) < label.size:
             ax.contour(label, levels=[0.5], colors=["yellow"], linewidths=1.2)
-        name = str(case.get("image_id", case.get("case_id", f"#{k}")))
+        name = str(case.get("case_id", f"#{k}"))
         ax.set_title(f"{name} {_fitzpatrick_text(case.get('fitzpatrick'))}".strip(), fontsize="small")
     fig.tight_layout()
     return fig

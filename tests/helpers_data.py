@@ -62,7 +62,7 @@ def write_tiny_skin_dataset(root: Path, *, images: int = 3, size: tuple[int, int
         label[4:12, 6:14 + i] = 1
         image[:, label == 1] = 0.2
         save_skin_case(root, f"img_{i:03d}", image, label)
-        rows.append({"image_id": f"img_{i:03d}", "patient_id": f"p{i // 2}", "site": "S1",
+        rows.append({"case_id": f"img_{i:03d}", "patient_id": f"p{i // 2}", "site": "S1",
                      "fitzpatrick": 1 + i})
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     return root

@@ -410,16 +410,16 @@ def test_isic_zips_become_images_masks_metadata(server, tmp_path):
                                                                    "ISIC_0000001.jpg"]
     assert sorted(p.name for p in (root / "masks").iterdir()) == [
         "ISIC_0000000_segmentation.png", "ISIC_0000001_segmentation.png"]
-    metadata = pd.read_csv(root / "metadata.csv", dtype={"image_id": str, "patient_id": str})
-    assert list(metadata.columns) == ["image_id", "patient_id", "site", "fitzpatrick"]
-    assert (metadata["patient_id"] == metadata["image_id"]).all()
+    metadata = pd.read_csv(root / "metadata.csv", dtype={"case_id": str, "patient_id": str})
+    assert list(metadata.columns) == ["case_id", "patient_id", "site", "fitzpatrick"]
+    assert (metadata["patient_id"] == metadata["case_id"]).all()
     assert metadata["fitzpatrick"].isna().all()
     mask = np.asarray(Image.open(root / "masks" / "ISIC_0000001_segmentation.png"))
     assert mask.shape == (10, 12) and mask.sum() == 255 * 4 * 5
     io_module = pytest.importorskip("medseg_edu.data.io")
     if hasattr(io_module, "list_skin_cases"):
         cases = io_module.list_skin_cases(root)
-        assert cases["image_id"].tolist() == ["ISIC_0000000", "ISIC_0000001"]
+        assert cases["case_id"].tolist() == ["ISIC_0000000", "ISIC_0000001"]
         assert cases["mask_path"].notna().all()
 
 

@@ -186,7 +186,7 @@ def test_skin_round_trip_and_listing(tmp_path):
     write_tiny_skin_dataset(tmp_path, images=3)
     assert (tmp_path / "masks" / "img_000_segmentation.png").is_file()
     cases = list_skin_cases(tmp_path)
-    assert cases["image_id"].tolist() == ["img_000", "img_001", "img_002"]
+    assert cases["case_id"].tolist() == ["img_000", "img_001", "img_002"]
     assert cases["patient_id"].tolist() == ["p0", "p0", "p1"]
     assert cases["fitzpatrick"].tolist() == [1, 2, 3]
     case = load_skin_case(cases["image_path"].iloc[1], cases["mask_path"].iloc[1])
@@ -206,10 +206,18 @@ def test_list_skin_cases_without_metadata(tmp_path):
     save_skin_case(tmp_path, "ISIC_0000000", np.zeros((3, 8, 8), np.float32))
     (tmp_path / "images" / "._ISIC_0000000.jpg").write_bytes(b"junk")
     cases = list_skin_cases(tmp_path)
-    assert cases["image_id"].tolist() == ["ISIC_0000000"]
+    assert cases["case_id"].tolist() == ["ISIC_0000000"]
     assert cases["patient_id"].tolist() == ["ISIC_0000000"]
     assert cases["site"].tolist() == ["unknown"]
     assert pd.isna(cases["mask_path"].iloc[0]) and cases["fitzpatrick"].isna().all()
+
+
+def test_skin_metadata_needs_case_id_and_an_old_image_id_column_says_what_to_do(tmp_path):
+    save_skin_case(tmp_path, "ISIC_0000000", np.zeros((3, 8, 8), np.float32))
+    assert load_skin_case(tmp_path / "images" / "ISIC_0000000.jpg")["case_id"] == "ISIC_0000000"
+    (tmp_path / "metadata.csv").write_text("image_id,patient_id\nISIC_0000000,P1\n")
+    with pytest.raises(ValueError, match=r"metadata\.csv: expected a case_id column.*image_id.*older"):
+        list_skin_cases(tmp_path)
 
 
 def test_skin_bad_inputs(tmp_path):

@@ -307,6 +307,28 @@ def test_builtin_brain_regenerates_when_the_generator_source_changes(tmp_path, m
     assert second.exists() and other_seed != second    # other arguments: both kept
 
 
+def test_both_phantoms_follow_the_package_conventions(tmp_path):
+    """case_id names every sample, sex is F/M, folders and files get the permissions of mkdir/open."""
+    import csv
+    import stat
+
+    pytest.importorskip("medseg_edu.data.skin_phantom")
+    brain = write_brain_dataset(tmp_path / "brain", cases=2, seed=0, **SMALL)
+    skin = phantoms.write_skin_dataset(tmp_path / "skin", images=2, seed=0, size=64)
+    participants = list(csv.DictReader((brain / "participants.tsv").open(), delimiter="\t"))
+    metadata = list(csv.DictReader((skin / "metadata.csv").open()))
+    for rows in (participants, metadata):
+        assert list(rows[0])[:2] == ["case_id", "patient_id"]
+        assert {r["sex"] for r in rows} <= {"F", "M"}
+    (tmp_path / "plain").mkdir()                       # the reference: whatever this user's umask gives
+    (tmp_path / "plain.txt").write_text("x")
+    folder_mode, file_mode = (stat.S_IMODE((tmp_path / n).stat().st_mode) for n in ("plain", "plain.txt"))
+    for root in (brain, skin):
+        for path in [root, *root.rglob("*")]:
+            want = folder_mode if path.is_dir() else file_mode
+            assert stat.S_IMODE(path.stat().st_mode) == want, f"{path}: {oct(path.stat().st_mode)}"
+
+
 def test_facade_exports_both_site_tables():
     assert set(phantoms.SITES["brain"]) == {"A", "B", "C"}
     assert phantoms.BRAIN_SITES is brain_phantom.SITES

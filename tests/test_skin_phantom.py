@@ -33,7 +33,7 @@ def test_case_shapes_dtypes_and_ranges(site):
     assert label.shape == (64, 64) and label.dtype == np.uint8
     assert set(np.unique(label).tolist()) == {0, 1}
     assert case["fitzpatrick"] == 2 and case["site"] == site
-    assert isinstance(case["image_id"], str) and case["image_id"]
+    assert isinstance(case["case_id"], str) and case["case_id"]
 
 
 def test_default_size_is_256_and_type_drawn_from_seed():
@@ -185,7 +185,7 @@ def test_dataset_layout_masks_and_metadata(tmp_path):
         assert mask.format == "PNG" and mask.mode == "L" and mask.size == (48, 48)
         assert set(np.unique(np.asarray(mask)).tolist()) == {0, 255}
     rows = _read_metadata(root)
-    assert [r["image_id"] for r in rows] == [f"ISIC_{i:07d}" for i in range(6)]
+    assert [r["case_id"] for r in rows] == [f"ISIC_{i:07d}" for i in range(6)]
     for column in ("patient_id", "site", "fitzpatrick", "age", "sex", "lesion_area_fraction",
                    "lesion_diameter_mm", "hair"):
         assert column in rows[0]

@@ -44,3 +44,20 @@ def test_cache_dir_follows_medseg_data(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "cache"))
     folder = utils.cache_dir("builtin", "brain")
     assert folder == tmp_path / "cache" / "builtin" / "brain" and folder.is_dir()
+
+
+def test_written_files_and_staging_folders_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)                  # a group-readable umask: 0750 folders, 0640 files
+    try:
+        with utils.atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+        folder = utils.staging_dir(tmp_path / "data")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o640     # not mkstemp's 0600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750                     # not mkdtemp's 0700
+    assert folder.parent == tmp_path and folder.name.startswith(".data.") and folder.name.endswith(".part")
+    assert utils.staging_dir(tmp_path / "data") != folder                   # unique names

@@ -38,7 +38,7 @@ def skin_case(k, *, fitzpatrick=3, empty=False):
     label = np.zeros((24, 32), dtype=np.uint8)
     if not empty:
         label[6:18, 8:20] = 1
-    return {"image": image, "label": label, "image_id": f"ISIC_{k:07d}", "fitzpatrick": fitzpatrick}
+    return {"image": image, "label": label, "case_id": f"ISIC_{k:07d}", "fitzpatrick": fitzpatrick}
 
 
 def test_label_colours_cover_brain_labels():

@@ -125,7 +125,7 @@ def _random_results(rng: np.random.Generator, *, n_groups: int = 4) -> pd.DataFr
     labels = rng.permutation(np.arange(1, n_groups + 1))
     groups = np.repeat(labels, sizes)
     dice = np.clip(rng.beta(8, 2, size=groups.size), 0, 1)
-    df = pd.DataFrame({"image_id": [f"img{i}" for i in range(groups.size)],
+    df = pd.DataFrame({"case_id": [f"img{i}" for i in range(groups.size)],
                        "fitzpatrick": groups, "dice": dice})
     return df.sample(frac=1.0, random_state=int(rng.integers(1 << 30))).reset_index(drop=True)
 

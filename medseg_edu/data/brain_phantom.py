@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -39,7 +38,7 @@ from medseg_edu.data._brain_anatomy import (draw_patient, enforce_nesting, load_
                                             voxel_coordinates, wmh_field)
 from medseg_edu.data._brain_scanner import (CHANNELS, REFERENCE_CHANNEL, TISSUES, bias_at, intensity_table,
                                             misalignment, move_channel)
-from medseg_edu.utils import progress
+from medseg_edu.utils import progress, staging_dir
 
 __all__ = ["SITES", "CHANNELS", "TISSUE_LABELS", "make_brain_case", "write_brain_dataset"]
 
@@ -325,7 +324,7 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
     sexes = rng.choice(["F", "M"], n_patients)
     case_seeds = rng.integers(0, 2 ** 31 - 1, cases)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    tmp = staging_dir(out)
     try:
         rows = ["case_id\tpatient_id\tsite\tage\tsex\ttimepoint\tgrade"]
         case_ids = []

@@ -5,8 +5,11 @@ inside a training loop) and checks what it reads: shapes, geometry, label values
 writer is atomic: a failed write leaves no partial file behind. Single NIfTI files (RAS orientation,
 affines, spacing) are read and written by :mod:`medseg_edu.data.nifti`.
 
-Naming: ``case_id`` is the id of one brain case (``BRATS_001``) and ``image_id`` the id of one skin
-image (``ISIC_0000000``), as the MSD and ISIC data sets name them.
+Conventions of both layouts (and of everything built on them: phantoms, downloaders, datasets):
+
+- ``case_id`` names one sample -- a brain case (``BRATS_001``) or a skin image (``ISIC_0000000``) --
+  in tables, dicts and files (participants.tsv, metadata.csv); ``patient_id`` the person it shows.
+- ``sex`` is "F" or "M" (missing when unknown), as in DICOM's PatientSex and BIDS participants.tsv.
 
 Taught in week 1 (brain cases) and week 3 (skin images).
 """
@@ -253,7 +256,7 @@ def load_skin_case(image_path: PathLike, mask_path: Optional[PathLike] = None) -
     Shape: image (3, H, W) float32 in [0, 1]; label (H, W) uint8 in {0, 1} or None.
 
     Returns:
-        dict with keys ``image``, ``label``, ``image_id`` (file name without extension).
+        dict with keys ``image``, ``label``, ``case_id`` (file name without extension).
 
     Taught in week 3.
     """
@@ -272,16 +275,16 @@ def load_skin_case(image_path: PathLike, mask_path: Optional[PathLike] = None) -
             raise ValueError(f"mask file {mask_path}: expected a binary mask with values {{0, 255}} or "
                              f"{{0, 1}}, got values {sorted(values)[:10]}")
         label = (mask > 0).astype(np.uint8)
-    return {"image": image, "label": label, "image_id": image_path.stem}
+    return {"image": image, "label": label, "case_id": image_path.stem}
 
 
 def list_skin_cases(root: PathLike) -> pd.DataFrame:
     """List the images of an ISIC-layout folder (``images/``, ``masks/``, optional ``metadata.csv``).
 
     Works on the course phantom and on ISIC 2018 arranged in the same layout (no metadata.csv: then
-    ``patient_id`` = ``image_id``, ``site`` = "unknown", ``fitzpatrick`` missing).
+    ``patient_id`` = ``case_id``, ``site`` = "unknown", ``fitzpatrick`` missing).
 
-    Shape: one row per image; columns image_id, patient_id, site, fitzpatrick, image_path,
+    Shape: one row per image; columns case_id, patient_id, site, fitzpatrick, image_path,
     mask_path (missing, ``pd.isna``, when there is no mask), plus any extra metadata.csv columns.
 
     Taught in week 3 (used again in weeks 4 and 6).
@@ -295,34 +298,37 @@ def list_skin_cases(root: PathLike) -> pd.DataFrame:
         if _is_junk(image_path) or image_path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             continue
         mask_path = root / "masks" / f"{image_path.stem}_segmentation.png"
-        rows.append({"image_id": image_path.stem, "image_path": str(image_path),
+        rows.append({"case_id": image_path.stem, "image_path": str(image_path),
                      "mask_path": str(mask_path) if mask_path.is_file() else None})
     if not rows:
         raise ValueError(f"root: no .jpg/.png images found in {images_dir}")
     cases = pd.DataFrame(rows)
     metadata_path = root / "metadata.csv"
     if metadata_path.is_file():
-        metadata = pd.read_csv(metadata_path, dtype={"image_id": str, "patient_id": str})
-        if "image_id" not in metadata.columns:
-            raise ValueError(f"{metadata_path}: expected an image_id column, got columns {list(metadata.columns)}")
-        cases = cases.merge(metadata, on="image_id", how="left", validate="one_to_one")
+        metadata = pd.read_csv(metadata_path, dtype={"case_id": str, "patient_id": str})
+        if "case_id" not in metadata.columns:
+            hint = ("; its image_id column comes from an older medseg-edu: fetch or generate the data set "
+                    "again, or rename the column to case_id") if "image_id" in metadata.columns else ""
+            raise ValueError(f"{metadata_path}: expected a case_id column, got columns "
+                             f"{list(metadata.columns)}{hint}")
+        cases = cases.merge(metadata, on="case_id", how="left", validate="one_to_one")
     if "patient_id" not in cases.columns:
-        cases["patient_id"] = cases["image_id"]
-    cases["patient_id"] = cases["patient_id"].fillna(cases["image_id"])
+        cases["patient_id"] = cases["case_id"]
+    cases["patient_id"] = cases["patient_id"].fillna(cases["case_id"])
     if "site" not in cases.columns:
         cases["site"] = "unknown"
     cases["site"] = cases["site"].fillna("unknown")
     if "fitzpatrick" not in cases.columns:
         cases["fitzpatrick"] = np.nan
-    first = ["image_id", "patient_id", "site", "fitzpatrick", "image_path", "mask_path"]
+    first = ["case_id", "patient_id", "site", "fitzpatrick", "image_path", "mask_path"]
     return cases[first + [c for c in cases.columns if c not in first]]
 
 
-def save_skin_case(root: PathLike, image_id: str, image: np.ndarray, label: Optional[np.ndarray] = None, *,
+def save_skin_case(root: PathLike, case_id: str, image: np.ndarray, label: Optional[np.ndarray] = None, *,
                    quality: int = 95) -> tuple[Path, Optional[Path]]:
     """Write one skin image (JPEG) and optional mask (PNG, 0/255) in the ISIC layout, atomically.
 
-    Files: ``root/images/<image_id>.jpg`` and ``root/masks/<image_id>_segmentation.png``.
+    Files: ``root/images/<case_id>.jpg`` and ``root/masks/<case_id>_segmentation.png``.
 
     Shape: image (3, H, W) float in [0, 1] or uint8; label (H, W) with values in {0, 1}.
 
@@ -333,8 +339,8 @@ def save_skin_case(root: PathLike, image_id: str, image: np.ndarray, label: Opti
     """
     from PIL import Image
 
-    if not image_id or "/" in image_id or image_id.startswith("."):
-        raise ValueError(f"image_id must be a plain, non-hidden file name, got {image_id!r}")
+    if not case_id or "/" in case_id or case_id.startswith("."):
+        raise ValueError(f"case_id must be a plain, non-hidden file name, got {case_id!r}")
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be channel-first RGB (3, H, W), got shape {image.shape}")
@@ -357,12 +363,12 @@ def save_skin_case(root: PathLike, image_id: str, image: np.ndarray, label: Opti
                              f"{sorted(np.unique(label).tolist())[:10]}")
         mask = (label > 0).astype(np.uint8) * 255
     root = Path(root)
-    image_path = root / "images" / f"{image_id}.jpg"
+    image_path = root / "images" / f"{case_id}.jpg"
     with atomic_path(image_path) as tmp:
         Image.fromarray(np.ascontiguousarray(np.moveaxis(rgb, 0, -1))).save(tmp, format="JPEG", quality=quality)
     mask_path = None
     if mask is not None:
-        mask_path = root / "masks" / f"{image_id}_segmentation.png"
+        mask_path = root / "masks" / f"{case_id}_segmentation.png"
         with atomic_path(mask_path) as tmp:
             Image.fromarray(mask).save(tmp, format="PNG")
     return image_path, mask_path

@@ -23,13 +23,12 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from medseg_edu.data.brain_phantom import SITES as BRAIN_SITES
 from medseg_edu.data.brain_phantom import make_brain_case, write_brain_dataset
-from medseg_edu.utils import cache_dir
+from medseg_edu.utils import cache_dir, staging_dir
 
 __all__ = ["SITES", "BRAIN_SITES", "make_brain_case", "write_brain_dataset", "make_skin_case",
            "write_skin_dataset", "builtin_brain", "builtin_skin"]
@@ -154,7 +153,7 @@ def _cached(kind: str, writer: Callable[..., Path], defaults: dict[str, Any], kw
         return final
     if final.exists():                                  # an older, interrupted attempt
         shutil.rmtree(final, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=root))
+    staging = staging_dir(root / name)
     try:
         target = staging / name
         writer(target, **arguments)

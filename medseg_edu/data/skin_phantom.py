@@ -32,7 +32,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -44,7 +43,7 @@ from medseg_edu.arguments import check_choice, check_int
 from medseg_edu.data._skin_layers import (FIELD_OF_VIEW_MM, HAEMOGLOBIN_ABSORPTION, MELANIN_ABSORPTION, blend,
                                           bubbles, camera, hair_alpha, lesion_pigment, lesion_shape, ruler_alpha,
                                           skin_layer, smoothstep)
-from medseg_edu.utils import progress
+from medseg_edu.utils import progress, staging_dir
 
 __all__ = [
     "FITZPATRICK_TYPES",
@@ -96,7 +95,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
 
     Returns:
         dict with ``image`` float32 (3, H, W) in [0, 1], ``label`` uint8 (H, W) in {0, 1},
-        ``fitzpatrick`` (int), ``site`` (str), ``image_id`` (str), and ``artefacts``
+        ``fitzpatrick`` (int), ``site`` (str), ``case_id`` (str), and ``artefacts``
         (dict of bools: hair, bubbles, ruler).
 
     Shape: image (3, size, size); label (size, size).
@@ -158,7 +157,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
                                                                 site_profile["fov_radius"]))
     image = camera(rng_camera, image, site_profile, yy, xx)
     return {"image": image, "label": label.astype(np.uint8), "fitzpatrick": skin_type, "site": site,
-            "image_id": f"ISIC_{seed:07d}", "artefacts": artefacts}
+            "case_id": f"ISIC_{seed:07d}", "artefacts": artefacts}
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
@@ -258,7 +257,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
         out_dir/masks/ISIC_0000000_segmentation.png     8-bit, one channel, 0 (skin) / 255 (lesion)
         out_dir/metadata.csv                            one row per image
 
-    metadata.csv columns: image_id, patient_id, site, fitzpatrick (1..6), age, sex,
+    metadata.csv columns: case_id, patient_id, site, fitzpatrick (1..6), age, sex,
     lesion_area_fraction, lesion_diameter_mm (diameter of the circle with the lesion's area, for a
     field of view 20 mm wide), hair, bubbles, ruler (artefacts present, True/False).
 
@@ -305,13 +304,13 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     patient_types = _allocate(patients, probabilities, rng)
     patient_ages = np.clip(np.rint(rng.normal(52, 16, patients)), 18, 90).astype(int)
-    patient_sexes = rng.choice(["female", "male"], patients)
+    patient_sexes = rng.choice(["F", "M"], patients)   # as DICOM PatientSex
     # every patient gets at least one image; the remaining images go to random patients
     owner = np.concatenate([np.arange(patients), rng.integers(0, patients, images - patients)])
     owner = rng.permutation(owner)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    tmp_dir = staging_dir(out_dir)
     try:
         rows = []
         for index in progress(range(images), desc="skin phantom", total=images):
@@ -329,12 +328,11 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
                          case["artefacts"]["ruler"]])
         with open(tmp_dir / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["image_id", "patient_id", "site", "fitzpatrick", "age", "sex",
+            writer.writerow(["case_id", "patient_id", "site", "fitzpatrick", "age", "sex",
                              "lesion_area_fraction", "lesion_diameter_mm", "hair", "bubbles", "ruler"])
             writer.writerows(rows)
         if out_dir.exists():
             out_dir.rmdir()          # empty (checked above)
-        os.chmod(tmp_dir, 0o755)   # mkdtemp made it private
         os.replace(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
