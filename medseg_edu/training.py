@@ -26,6 +26,7 @@ from torch import nn
 
 from . import distributed as ddp
 from .checkpoint import _restore_training_state, _rng_state, save_checkpoint
+from .metrics import dice_from_counts
 from .models.unet import deep_supervision_loss
 from .utils import progress as progress_bar
 
@@ -189,9 +190,9 @@ def foreground_dice_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Te
     for k in classes:
         p = (pred == k).flatten(1)
         t = (target == k).flatten(1)
-        inter = (p & t).sum(1).double()
-        total = p.sum(1).double() + t.sum(1).double()
-        scores.append(torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.full_like(total, float("nan"))))
+        tp = (p & t).sum(1)
+        dice = dice_from_counts(tp, p.sum(1) - tp, t.sum(1) - tp)       # the package's one Dice formula
+        scores.append(torch.from_numpy(dice).to(logits.device))
     return torch.stack(scores, dim=1).nanmean(dim=1)
 
 
