@@ -287,7 +287,7 @@ def list_skin_cases(root: PathLike) -> pd.DataFrame:
     Shape: one row per image; columns case_id, patient_id, site, fitzpatrick, image_path,
     mask_path (missing, ``pd.isna``, when there is no mask), plus any extra metadata.csv columns.
 
-    Taught in week 3 (used again in weeks 4 and 6).
+    Taught in weeks 3, 4 and 6.
     """
     root = Path(root)
     images_dir = root / "images"

@@ -192,7 +192,7 @@ def builtin_skin(**kwargs: Any) -> Path:
 
     Shape: a folder in the ISIC layout (see ``write_skin_dataset``).
 
-    Taught in week 3 (used again in weeks 4 and 6).
+    Taught in weeks 3, 4 and 6.
     """
     from medseg_edu.data.skin_phantom import write_skin_dataset as writer
 
