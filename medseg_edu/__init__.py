@@ -44,6 +44,8 @@ _EXPORTS = {
     "medseg_edu.training": ["History", "seed_everything", "pick_device", "fit", "plot_history", "EarlyStopping",
                             "train_one_epoch", "validate"],
     "medseg_edu.checkpoint": ["save_checkpoint", "read_checkpoint", "load_checkpoint"],
+    "medseg_edu.reweighting": ["per_sample_loss", "WeightedSamples", "fit_for_steps", "predict_labels",
+                               "dice_per_image"],
     "medseg_edu.inference": ["sliding_window_inference", "predict_slices", "probs_to_labels"],
     "medseg_edu.uncertainty": ["flip_tta", "mc_dropout"],
     "medseg_edu.interpret": ["cam", "grad_cam", "overlay_cam"],

@@ -23,8 +23,6 @@ arguments in ``self.config`` (a plain dict; every network in :mod:`medseg_edu.mo
 
 Every failure names the file and says what is wrong: missing, empty, truncated or corrupt, not a
 medseg-edu checkpoint (a bare ``state_dict``, another program's file), written by a newer version.
-
-Taught in week 3.
 """
 from __future__ import annotations
 
@@ -93,7 +91,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, *, model_args: Optional[di
         >>> save_checkpoint("net.pt", UNet(2, 1, 2))            # doctest: +SKIP
         >>> net = load_checkpoint("net.pt")                     # doctest: +SKIP
 
-    Taught in week 3.
+    Used in week 3 through `fit`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -145,8 +143,6 @@ def read_checkpoint(path: PathLike) -> dict:
     written by a newer format version than this medseg-edu reads.
 
     Shape: a path -> a dict.
-
-    Taught in week 3.
     """
     path = Path(path)
     if not path.is_file():
@@ -204,8 +200,6 @@ def load_checkpoint(path: PathLike, *, model: Optional[nn.Module] = None,
 
     Example:
         >>> net = load_checkpoint("runs/unet/best.pt")          # doctest: +SKIP
-
-    Taught in week 3.
     """
     path = Path(path)
     ckpt = read_checkpoint(path)

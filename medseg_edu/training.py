@@ -115,7 +115,7 @@ class History:
 
     Shape: lists of floats of length = number of epochs trained.
 
-    Taught in week 3.
+    Used in week 3 through `fit`.
     """
 
     train_loss: list = field(default_factory=list)
@@ -176,7 +176,7 @@ def foreground_dice_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Te
 
     Shape: ``logits (N, K, *spatial)``, ``label (N, 1, *spatial)`` integers -> ``(N,)`` floats.
 
-    Taught in week 3.
+    Used in week 3 through `fit`.
     """
     if label.ndim != logits.ndim or label.shape[1] != 1 or label.shape[2:] != logits.shape[2:]:
         raise ValueError(f"label must have shape (N, 1, *spatial) matching logits {tuple(logits.shape)}, "
@@ -278,6 +278,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
     Shape: batches ``image (N, C, *spatial)``, ``label (N, 1, *spatial)``, optional ``weight (N,)``
     -> a float (mean loss per sample, over all processes under torchrun).
+
+    Used in week 3 through `fit`.
     """
     device = torch.device(device)
     model.train()
@@ -320,6 +322,8 @@ def validate(model: nn.Module, loader, *, loss_fn: Callable, metric: Callable = 
 
     Shape: batches as in :func:`train_one_epoch` -> ``(val_loss, val_score)`` floats (NaN if empty),
     summed over all processes under torchrun.
+
+    Used in week 3 through `fit`.
     """
     device = torch.device(device)
     model.eval()
@@ -448,6 +452,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         sampler = getattr(train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)       # a new shuffle every epoch under DistributedSampler
+        dataset = getattr(train_loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)       # new augmentation every epoch (the protocol of medseg_edu.transforms)
         history.lr.append(float(optimizer.param_groups[0]["lr"]))
         history.train_loss.append(train_one_epoch(
             train_model, train_loader, optimizer, loss_fn=loss_fn, device=device, amp_dtype=amp_dtype,

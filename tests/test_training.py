@@ -287,3 +287,96 @@ def test_foreground_dice_agrees_with_metrics_dice_score():
     expected = [np.nanmean([metrics.dice_score((pred[i] == k).numpy(), (label[i, 0] == k).numpy())
                             for k in (1, 2)]) for i in range(2)]
     np.testing.assert_allclose(foreground_dice_score(logits, label).numpy(), expected, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- steps, weights, callbacks
+class WeightedDicts(DictDataset):
+    def __init__(self, weights, **kwargs):
+        super().__init__(len(weights), **kwargs)
+        self.weights = torch.tensor(weights, dtype=torch.float32)
+
+    def __getitem__(self, i):
+        return {**super().__getitem__(i), "weight": self.weights[i]}
+
+
+def ce_per_sample(logits, label):
+    return F.cross_entropy(logits, label[:, 0], reduction="none").mean(dim=(1, 2))
+
+
+def one_sgd_step(data, loss_fn, batch_size):
+    seed_everything(0)
+    net = UNet(2, 1, 2, features=TINY)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    train_one_epoch(net, DataLoader(data, batch_size=batch_size), optimizer, loss_fn=loss_fn, max_steps=1)
+    return net
+
+
+def test_weight_zero_drops_a_sample_and_equal_weights_change_nothing():
+    # hand-worked: the weighted mean with weights (1, 0) is the loss of sample 0 alone, and with equal
+    # weights (2, 2) it is the plain mean; one SGD step from the same start must then give the same weights
+    # (up to float32 rounding of the sums: 1e-6 is far below the step size 0.5 * gradient ~ 1e-2)
+    alone = one_sgd_step(DictDataset(1, seed=0), ce_loss, 1)
+    dropped = one_sgd_step(WeightedDicts([1.0, 0.0], seed=0), ce_per_sample, 2)
+    plain = one_sgd_step(DictDataset(2, seed=0), ce_loss, 2)
+    equal = one_sgd_step(WeightedDicts([2.0, 2.0], seed=0), ce_per_sample, 2)
+    for a, b in zip(alone.parameters(), dropped.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for a, b in zip(plain.parameters(), equal.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not all(torch.allclose(a, b) for a, b in zip(alone.parameters(), plain.parameters()))
+
+
+def test_weights_need_a_per_sample_loss_and_sane_values():
+    net = UNet(2, 1, 2, features=TINY)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar or one loss per sample, shape \(2,\), got "
+                                         r"shape \(\).*per_sample_loss"):
+        train_one_epoch(net, DataLoader(WeightedDicts([1.0, 1.0]), batch_size=2), optimizer, loss_fn=ce_loss)
+    with pytest.raises(ValueError, match="batch 'weight' must hold 2 finite, non-negative numbers"):
+        train_one_epoch(net, DataLoader(WeightedDicts([1.0, -1.0]), batch_size=2), optimizer,
+                        loss_fn=ce_per_sample)
+
+
+def test_validate_matches_a_hand_computed_mean():
+    seed_everything(0)
+    net = UNet(2, 1, 2, features=TINY).eval()
+    data = DictDataset(6, seed=3)
+    val_loss, val_score = validate(net, DataLoader(data, batch_size=4), loss_fn=ce_loss)
+    with torch.no_grad():
+        logits = net(data.images)
+    expected_loss = float(F.cross_entropy(logits, data.labels[:, 0]))      # equal-sized images: one mean
+    expected_score = float(np.nanmean(foreground_dice_score(logits, data.labels).numpy()))
+    assert abs(val_loss - expected_loss) < 1e-5      # float32 batch sums in another order
+    assert abs(val_score - expected_score) < 1e-9    # the same float64 values, summed in another order
+
+
+def test_callbacks_see_every_epoch_and_can_stop():
+    seen = []
+
+    def record(epoch, history, model):
+        seen.append((epoch, len(history), isinstance(model, UNet)))
+        return epoch == 3
+
+    _, history = make_run(10, callbacks=[record])
+    assert seen == [(1, 1, True), (2, 2, True), (3, 3, True)]
+    assert len(history) == 3
+    with pytest.raises(TypeError, match="callbacks must be callables"):
+        make_run(1, callbacks=["stop"])
+
+
+def test_scheduler_steps_each_epoch_and_resumes(tmp_path):
+    def run(epochs, **kwargs):
+        seed_everything(0)
+        net = UNet(2, 1, 2, features=TINY)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        train = DataLoader(DictDataset(8, 0), batch_size=4, shuffle=True)
+        return fit(net, train, loss_fn=ce_loss, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                   device="cpu", progress=False, seed=0, **kwargs)
+
+    straight = run(3)
+    np.testing.assert_allclose(straight.lr, [1e-2, 5e-3, 2.5e-3], rtol=1e-12)
+    run(2, checkpoint_dir=tmp_path)
+    resumed = run(3, resume=tmp_path)
+    np.testing.assert_allclose(resumed.lr, straight.lr, rtol=1e-12)
+    np.testing.assert_allclose(resumed.train_loss, straight.train_loss, rtol=0, atol=1e-6)

@@ -7,9 +7,8 @@ small), so ``load_checkpoint`` reads it too. It has a sidecar ``<name>.json`` th
 settings and time, and the metrics reached on held-out patients. ``scripts/train_pretrained.py``
 recreates every file.
 
-Lessons use them so that a graded cell or an inference lesson never waits for training.
-
-Taught in week 3 (loading a trained network) and week 4 (whole-volume inference).
+They give a trained network without waiting for training (for inference experiments, or a graded cell
+that must not train).
 """
 from __future__ import annotations
 
@@ -37,8 +36,6 @@ def pretrained_info(name: str) -> dict[str, Any]:
 
     Shape: a name -> a dict (keys ``name``, ``description``, ``model``, ``data``, ``preprocessing``,
     ``seed``, ``training``, ``metrics``, ``command``).
-
-    Taught in week 3.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
@@ -57,8 +54,6 @@ def list_pretrained() -> pd.DataFrame:
     Example:
         >>> list_pretrained()["name"].tolist()        # doctest: +SKIP
         ['brain2d_unet', 'brain3d_unet', 'skin2d_unet']
-
-    Taught in week 3.
     """
     rows = []
     for name in _available():
@@ -90,8 +85,6 @@ def load_pretrained(name: str, *, device: Union[str, torch.device] = "cpu") -> n
 
     Raises:
         ValueError: for an unknown name (the message lists the available ones).
-
-    Taught in week 3.
     """
     pretrained_info(name)              # checks the name (a clear error listing the available ones)
     return load_checkpoint(PRETRAINED_DIR / f"{name}.pt", device=device)
