@@ -41,7 +41,7 @@ def test_reference_pairwise_dice_hand_case():
     b = np.zeros((4, 4), np.uint8); b[:1] = 1          # 4 pixels, all inside a: Dice 8/12
     table = week6.reference_pairwise_dice({"A": [a, a], "B": [b, a]})
     assert table.loc["A", "B"] == pytest.approx((8 / 12 + 1.0) / 2)
-    assert table.loc["B", "A"] == table.loc["A", "B"] and table.loc["A", "A"] == 1.0
+    assert table.loc["B", "A"] == pytest.approx(table.loc["A", "B"]) and table.loc["A", "A"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- checks pass the references

@@ -137,7 +137,7 @@ def test_decision_curve_hand_case():
     assert np.allclose(curve["net_benefit_treat_all"], [2 / 6 - 4 / 6 / 3, 2 / 6 - 4 / 6])
     assert np.allclose(curve["net_benefit_treat_none"], 0.0)
     default = decision_curve(scores, outcome)
-    assert len(default) == 99 and default["threshold"].iloc[0] == 0.01
+    assert len(default) == 99 and default["threshold"].iloc[0] == pytest.approx(0.01)
     fixed = decision_curve((scores > 0.5).astype(float), outcome, thresholds=[0.1, 0.9])
     assert fixed["net_benefit_model"].iloc[0] == pytest.approx(1 / 6 - 1 / 6 / 9)
 

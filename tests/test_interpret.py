@@ -70,7 +70,7 @@ def test_grad_cam_mask_empty_prediction_gives_zero_map():
     x = positive_image()
     x[1, :, :, :4] = -1.0            # image 1: nothing on the left, so class 1 is never predicted
     maps = grad_cam(net, x, target_class=1, layer="features", reduce="mask")
-    assert torch.equal(maps[1], torch.zeros(6, 8)) and maps[0].max() == 1.0
+    assert torch.equal(maps[1], torch.zeros(6, 8)) and maps[0].max().item() == pytest.approx(1.0)
 
 
 def test_unet_cam_is_clipped_logit_map_minus_bias():
