@@ -13,6 +13,7 @@ reached on held-out patients). ``medseg_edu.models.load_pretrained(name)`` reads
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -25,15 +26,17 @@ from torch.utils.data import DataLoader
 
 from medseg_edu.checkpoint import save_checkpoint
 from medseg_edu.data.io import list_brain_cases, list_skin_cases, load_skin_case
-from medseg_edu.data.datasets import sample_patch
+from medseg_edu.data.datasets import BrainSlices, SkinImages, sample_patch
 from medseg_edu.data.phantoms import builtin_brain, builtin_skin
 from medseg_edu.data.splits import check_no_leakage, patient_split
-from medseg_edu.demo import SliceTensors, load_normalised_case, stack_training_slices
+from medseg_edu.demo import load_normalised_case
 from medseg_edu.inference import predict_slices, sliding_window_inference
 from medseg_edu.losses import dice_ce_loss
 from medseg_edu.metrics import evaluate
 from medseg_edu.models import UNet
-from medseg_edu.training import fit, seed_everything
+from medseg_edu.runtime import seed_everything
+from medseg_edu.training import fit
+from medseg_edu.transforms import random_flip
 
 RECIPES: dict[str, dict[str, Any]] = {
     "brain2d_unet": {
@@ -103,12 +106,11 @@ def _brain_metrics(model: torch.nn.Module, cases: list[dict], predict) -> dict[s
 def train_brain2d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, dict, dict]:
     cases, ids = _brain_cases(recipe["data"], seed)
     settings = recipe["training"]
-    train_x, train_y = stack_training_slices(cases["train"], empty_fraction=settings["empty_fraction"], seed=seed)
-    val_x, val_y = stack_training_slices(cases["val"], empty_fraction=0.0, seed=seed)
+    train_set = BrainSlices(cases["train"], empty_fraction=settings["empty_fraction"], seed=seed,
+                            transform=functools.partial(random_flip, p=0.5))
     generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(SliceTensors(train_x, train_y, augment=True), batch_size=settings["batch_size"],
-                              shuffle=True, generator=generator)
-    val_loader = DataLoader(SliceTensors(val_x, val_y), batch_size=32)
+    train_loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True, generator=generator)
+    val_loader = DataLoader(BrainSlices(cases["val"], empty_fraction=0.0, seed=seed), batch_size=32)
     model = UNet(2, 4, 4, features=tuple(recipe["model"]["features"]))
     fit(model, train_loader, val_loader, loss_fn=dice_ce_loss, epochs=settings["epochs"], lr=settings["lr"],
         device="cpu", seed=seed)
@@ -183,9 +185,9 @@ def train_skin2d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, di
                for name, group in loaded.items()}
     settings = recipe["training"]
     generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(SliceTensors(*stacked["train"], augment=True), batch_size=settings["batch_size"],
-                              shuffle=True, generator=generator)
-    val_loader = DataLoader(SliceTensors(*stacked["val"]), batch_size=16)
+    train_set = SkinImages(table.iloc[split["train"]], transform=functools.partial(random_flip, p=0.5), seed=seed)
+    train_loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True, generator=generator)
+    val_loader = DataLoader(SkinImages(table.iloc[split["val"]]), batch_size=16)
     seed_everything(seed)
     model = UNet(2, 3, 2, features=tuple(recipe["model"]["features"]))
     fit(model, train_loader, val_loader, loss_fn=dice_ce_loss, epochs=settings["epochs"], lr=settings["lr"],
@@ -198,7 +200,7 @@ def train_skin2d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, di
                                 regions="binary")
     metrics = {"dice_lesion": float(table_metrics["dice"].mean()),
                "hd95_lesion_px": float(table_metrics["hd95"].replace(np.inf, np.nan).mean())}
-    ids = {name: [str(table["image_id"][i]) for i in rows] for name, rows in split.items()}
+    ids = {name: [str(table["case_id"][i]) for i in rows] for name, rows in split.items()}
     return model, metrics, ids
 
 

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from medseg_edu.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint, save_checkpoint
 from medseg_edu.models import PSPNet, UNet, UNetPlusPlus
 from medseg_edu.models.pretrained import PRETRAINED_DIR
-from medseg_edu.training import fit, seed_everything
+from medseg_edu.runtime import seed_everything
+from medseg_edu.training import fit
 
 TINY = (4, 8, 16)
 

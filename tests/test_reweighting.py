@@ -12,7 +12,7 @@ from medseg_edu.losses import dice_ce_loss
 from medseg_edu.models import UNet
 from medseg_edu.reweighting import (WeightedSamples, dice_per_image, fit_for_steps, per_sample_loss,
                                     predict_labels)
-from medseg_edu.training import seed_everything
+from medseg_edu.runtime import seed_everything
 
 
 @pytest.fixture(autouse=True)

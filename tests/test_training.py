@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from medseg_edu.models import UNet
-from medseg_edu.training import (EarlyStopping, History, fit, foreground_dice_score, pick_device,
-                                 plot_history, seed_everything, train_one_epoch, validate)
+from medseg_edu.runtime import pick_device, seed_everything
+from medseg_edu.training import (EarlyStopping, History, fit, foreground_dice_score,
+                                 plot_history, train_one_epoch, validate)
 
 TINY = (4, 8, 16)
 
