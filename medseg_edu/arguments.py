@@ -129,9 +129,7 @@ def to_numpy(x: Any, name: str, *, allow_lists: bool = False) -> np.ndarray:
     if torch is not None and isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     if allow_lists and not isinstance(x, (str, bytes)):
-        array = np.asarray(x)
-        if array.dtype != object:
-            return array
+        return np.asarray(x)             # lists, tuples, pandas Series (strings too: group labels)
     kind = "array-like" if allow_lists else "a numpy array or a torch tensor"
     raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
 

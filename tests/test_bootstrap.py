@@ -124,3 +124,11 @@ def test_subgroup_table_resamples_patients():
     assert by_patient["n"].tolist() == [50, 50]
     ratio = (by_patient["ci_high"] - by_patient["ci_low"]) / (naive["ci_high"] - naive["ci_low"])
     assert (ratio > 1.7).all() and (ratio < 3.0).all()
+
+
+def test_groups_may_be_a_pandas_series_of_strings():
+    # patient ids come from a DataFrame column (week 5): a Series of strings is accepted as groups
+    values = [0.5, 0.5, 0.7, 0.9]
+    as_list = bootstrap_ci(values, groups=["p1", "p1", "p2", "p3"], n_resamples=200, seed=2)
+    as_series = bootstrap_ci(values, groups=pd.Series(["p1", "p1", "p2", "p3"]), n_resamples=200, seed=2)
+    assert as_series == pytest.approx(as_list, abs=1e-12)     # same draws: only the container differs
