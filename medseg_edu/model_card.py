@@ -4,7 +4,7 @@ The people who decide whether a segmentation model may be used need, on one page
 (and not for), what data it was tested on, how well it does overall *and per site and subgroup* with
 confidence intervals, how often quality control flagged a case and whether flagged cases really were
 worse, and where it fails. Writing that page by hand invites copying numbers from an old run;
-``model_card`` computes every number from the evaluation table it is given.
+``model_card_markdown`` computes every number from the evaluation table it is given.
 
 The table has one row per evaluated case: a metric column (default ``dice``), optionally a site
 column, subgroup columns (age band, sex, grade, ...), a case id column, and the ``flags`` column of
@@ -19,7 +19,7 @@ import pandas as pd
 
 from medseg_edu.bootstrap import bootstrap_ci, subgroup_table
 
-__all__ = ["markdown_table", "group_metrics", "model_card"]
+__all__ = ["markdown_table", "group_metrics", "model_card_markdown"]
 
 
 def markdown_table(df: pd.DataFrame, *, digits: int = 3) -> str:
@@ -83,7 +83,7 @@ def _flag_names(flags: pd.Series) -> list[str]:
     return sorted(names)
 
 
-def model_card(table: pd.DataFrame, *, model_name: str, intended_use: str, data_description: str,
+def model_card_markdown(table: pd.DataFrame, *, model_name: str, intended_use: str, data_description: str,
                metric: str = "dice", site_column: Optional[str] = "site", subgroup_columns: Sequence[str] = (),
                case_column: Optional[str] = "case_id", flag_column: Optional[str] = "flags",
                failure_below: float = 0.5, limitations: Sequence[str] = (), n_resamples: int = 2000,
@@ -101,7 +101,8 @@ def model_card(table: pd.DataFrame, *, model_name: str, intended_use: str, data_
     """
     columns = [metric] + [c for c in (site_column, case_column, flag_column) if c is not None] + list(subgroup_columns)
     table = _check_table(table, columns)
-    for name, text in (("model_name", model_name), ("intended_use", intended_use), ("data_description", data_description)):
+    texts = {"model_name": model_name, "intended_use": intended_use, "data_description": data_description}
+    for name, text in texts.items():
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{name} must be a non-empty string, got {text!r}")
     values = pd.to_numeric(table[metric], errors="coerce")
@@ -113,7 +114,8 @@ def model_card(table: pd.DataFrame, *, model_name: str, intended_use: str, data_
     mean, low, high = bootstrap_ci(defined, n_resamples=n_resamples, confidence=confidence, seed=seed)
     lines = [f"# Model card: {model_name}", "", "## Intended use", "", intended_use.strip(), "",
              "## Data", "", data_description.strip(), "",
-             f"Evaluated on {len(table)} cases" + (f" from {table[site_column].nunique()} sites." if site_column else ".")]
+             f"Evaluated on {len(table)} cases"
+             + (f" from {table[site_column].nunique()} sites." if site_column else ".")]
     if site_column:
         counts = table.groupby(site_column, dropna=False).size().reset_index(name="cases")
         lines += ["", markdown_table(counts)]

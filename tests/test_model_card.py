@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medseg_edu.model_card import group_metrics, markdown_table, model_card
+from medseg_edu.model_card import group_metrics, markdown_table, model_card_markdown
 
 
 def _table():
@@ -17,9 +17,10 @@ def _table():
 
 
 def _card(**options):
-    return model_card(_table(), model_name="Phantom U-Net", intended_use="Teaching only; not for clinical use.",
-                      data_description="Synthetic brain MRI phantoms from two sites.", subgroup_columns=["sex"],
-                      n_resamples=500, **options)
+    return model_card_markdown(_table(), model_name="Phantom U-Net",
+                               intended_use="Teaching only; not for clinical use.",
+                               data_description="Synthetic brain MRI phantoms from two sites.",
+                               subgroup_columns=["sex"], n_resamples=500, **options)
 
 
 def _section(card, title):
@@ -77,7 +78,7 @@ def test_failure_modes_by_hand():
 
 def test_optional_columns_can_be_left_out():
     table = _table().drop(columns=["site", "flags", "case_id"])
-    card = model_card(table, model_name="m", intended_use="u", data_description="d", site_column=None,
+    card = model_card_markdown(table, model_name="m", intended_use="u", data_description="d", site_column=None,
                       case_column=None, flag_column=None, n_resamples=200)
     assert "### By site" not in card and "## Quality control" not in card
     assert "Evaluated on 8 cases." in card
@@ -97,11 +98,11 @@ def test_markdown_table_by_hand():
 
 def test_model_card_errors():
     with pytest.raises(ValueError, match=r"table has no column\(s\) \['sex'\]"):
-        model_card(_table().drop(columns=["sex"]), model_name="m", intended_use="u", data_description="d",
+        model_card_markdown(_table().drop(columns=["sex"]), model_name="m", intended_use="u", data_description="d",
                    subgroup_columns=["sex"])
     with pytest.raises(ValueError, match="intended_use must be a non-empty string"):
-        model_card(_table(), model_name="m", intended_use=" ", data_description="d")
+        model_card_markdown(_table(), model_name="m", intended_use=" ", data_description="d")
     with pytest.raises(TypeError, match="table must be a pandas DataFrame"):
-        model_card([1, 2], model_name="m", intended_use="u", data_description="d")
+        model_card_markdown([1, 2], model_name="m", intended_use="u", data_description="d")
     with pytest.raises(ValueError, match="has no defined"):
-        model_card(_table().assign(dice=np.nan), model_name="m", intended_use="u", data_description="d")
+        model_card_markdown(_table().assign(dice=np.nan), model_name="m", intended_use="u", data_description="d")

@@ -180,7 +180,8 @@ def read_rtstruct(path: PathLike, source: Union[PathLike, Sequence[PathLike]], *
             k = int(np.round(grid[:, 2].mean()))
             if np.abs(grid[:, 2] - k).max() > PLANE_TOLERANCE or not 0 <= k < n_slices:
                 raise ValueError(f"path: a contour of ROI {names.get(int(item.ReferencedROINumber))!r} does not lie "
-                                 f"on a slice of the source (slice index {grid[:, 2].min():.2f}..{grid[:, 2].max():.2f})")
+                                 f"on a slice of the source (slice index {grid[:, 2].min():.2f}.."
+                                 f"{grid[:, 2].max():.2f})")
             inside = PolygonPath(grid[:, :2], closed=False).contains_points(centres).reshape(n_rows, n_cols)
             frames[k] ^= inside
         array, _ = to_ras(frames_to_grid(frames), affine_lps)
