@@ -6,8 +6,9 @@ are imported on first use, so ``import medseg_edu`` stays fast and a command tha
 data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
-    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, models, training,
-    inference, uncertainty, interpret, losses, metrics, clinical, bootstrap, viz, widgets.
+    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, models, runtime,
+    training, checkpoint, inference, uncertainty, interpret, losses, metrics, clinical, bootstrap,
+    reweighting, viz, widgets.
 """
 from __future__ import annotations
 
