@@ -164,8 +164,6 @@ def pr_curve_points(probs: Any, target: Any, *,
 
     Shape:
         probs and target: any shape, the same for both; returns one row per threshold.
-
-    Taught in week 4.
     """
     curve = roc_curve_points(probs, target, thresholds=thresholds)
     return curve[["threshold", "sensitivity", "precision"]].rename(columns={"sensitivity": "recall"})
@@ -198,8 +196,6 @@ def average_precision_score(probs: Any, target: Any) -> float:
     fraction of tumour voxels, not 0.5, which is why it is the better summary for small lesions.
 
     Shape: probs and target any shape, the same for both -> a float in [0, 1].
-
-    Taught in week 4.
     """
     recall, precision = _exact_sweep(probs, target, "sensitivity", "precision")
     return float(np.sum(np.diff(recall) * precision[1:]))

@@ -10,8 +10,6 @@
    ``medseg_edu.checkpoint.load_checkpoint``).
 
 Everything here is a call into the library, so a notebook can run each step on its own.
-
-Taught in week 3 (training) and week 4 (evaluation).
 """
 from __future__ import annotations
 
@@ -56,8 +54,6 @@ def load_normalised_case(image_path: Union[str, os.PathLike], label_path: Union[
 
     Shape: dict with image (4, X, Y, Z) float32 (normalised), label (X, Y, Z) uint8 or None,
     affine (4, 4), spacing_mm, case_id.
-
-    Taught in week 2.
     """
     case = load_brain_case(image_path, label_path)
     case["image"] = zscore_normalise(case["image"])
@@ -149,8 +145,6 @@ def run_demo(*, out_dir: Union[str, os.PathLike] = "medseg-demo", full: bool = F
         >>> result = run_demo(out_dir="medseg-demo")      # doctest: +SKIP
         >>> result["mean_dice"]["WT"] >= 0.8              # doctest: +SKIP
         True
-
-    Taught in week 3.
     """
     if quick and full:
         raise ValueError("quick and full exclude each other, got quick=True and full=True")

@@ -5,8 +5,6 @@ environment variables ``WORLD_SIZE`` (N), ``RANK`` (0..N-1) and ``LOCAL_RANK`` (
 machine). ``fit()`` reads them: each process trains on its own share of the data
 (``DistributedSampler``), ``DistributedDataParallel`` averages the gradients so all copies keep
 identical weights, and only rank 0 prints, shows progress and writes checkpoints.
-
-Taught in week 3 (training on more than one GPU).
 """
 from __future__ import annotations
 
@@ -25,8 +23,6 @@ def distributed_env() -> Optional[tuple]:
     """``(rank, world_size, local_rank)`` when started by torchrun with more than one process, else None.
 
     Shape: reads the environment -> a tuple of three ints or None.
-
-    Taught in week 3.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -40,8 +36,6 @@ def init_distributed(device_type: str) -> bool:
     Returns True when this call created the group.
 
     Shape: a device type ("cuda" or "cpu") -> bool.
-
-    Taught in week 3.
     """
     if dist.is_initialized():
         return False
@@ -54,8 +48,6 @@ def cleanup_distributed() -> None:
     """Leave the process group (call once at the end of a torchrun script).
 
     Shape: no input, no output.
-
-    Taught in week 3.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -65,8 +57,6 @@ def is_main_process() -> bool:
     """True on rank 0 or when not distributed: the process that logs and writes files.
 
     Shape: no input -> bool.
-
-    Taught in week 3.
     """
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
@@ -75,8 +65,6 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum ``values`` over all processes (returned unchanged when not distributed).
 
     Shape: any shape -> same shape.
-
-    Taught in week 3.
     """
     if dist.is_available() and dist.is_initialized():
         values = values.clone()
@@ -99,8 +87,6 @@ def distributed_loader(loader: DataLoader, *, shuffle: Optional[bool] = None, se
     same number of batches.
 
     Shape: a DataLoader -> a DataLoader.
-
-    Taught in week 3.
     """
     if isinstance(loader.sampler, DistributedSampler):
         return loader

@@ -16,7 +16,7 @@ of ``exp(-d**2 / (2 * sigma**2))``, ``d`` the distance from the window centre in
 same definition as MONAI's ``sliding_window_inference`` (a test checks both agree).
 
 Test-time augmentation and Monte-Carlo dropout, which call a network several times per image, are
-in :mod:`medseg_edu.uncertainty`. Taught in week 2 (windows and slices) and week 4 (labels).
+in :mod:`medseg_edu.uncertainty`. Taught in week 2 (windows and slices).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def window_starts(size: int, roi: int, *, overlap: float) -> list:
         >>> window_starts(100, 64, overlap=0.5)
         [0, 32, 36]
 
-    Taught in week 2.
+    Used in week 2 through `sliding_window_inference`.
     """
     if roi < 1 or size < roi:
         raise ValueError(f"need 1 <= roi <= size, got roi={roi} and size={size} (pad the image first)")
@@ -122,7 +122,7 @@ def window_weights(roi_size: Sequence[int], *, blend: str = "gaussian", sigma_sc
 
     Shape: ``roi_size`` of length d -> weights ``(*roi_size)``.
 
-    Taught in week 2.
+    Used in week 2 through `sliding_window_inference`.
     """
     roi = tuple(int(r) for r in roi_size)
     if not roi or any(r < 1 for r in roi):
@@ -290,8 +290,6 @@ def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
 
     Shape: ``(N, K, *spatial)`` -> ``(N, 1, *spatial)`` int64 labels (softmax) or
     ``(N, K, *spatial)`` uint8 masks in {0, 1} (sigmoid/none).
-
-    Taught in week 4.
     """
     x = logits_or_probs
     if not isinstance(x, torch.Tensor):

@@ -38,7 +38,7 @@ def resolve_layer(model: nn.Module, layer: Union[str, nn.Module]) -> nn.Module:
 
     Shape: (model, name or module) -> the module.
 
-    Taught in week 3.
+    Used in week 3 through `grad_cam`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -170,8 +170,6 @@ def cam(model: nn.Module, image: torch.Tensor, *, target_class: int,
     head's bias, clipped at 0. For a layer deeper inside the network use :func:`grad_cam`.
 
     Shape: ``(N, C, *spatial)`` -> maps ``(N, *spatial)`` in [0, 1].
-
-    Taught in week 3.
     """
     check_image_batch(image)
     module = resolve_layer(model, layer)

@@ -256,7 +256,7 @@ def dice_ce_loss(pred: torch.Tensor, target: torch.Tensor, *, squared: bool = Tr
         pred ``(N, K, *spatial)`` logits, K >= 2; target ``(N, 1, *spatial)`` / ``(N, *spatial)``
         integer labels or ``(N, K, *spatial)`` one-hot; returns a scalar.
 
-    Taught in week 4.
+    Taught in week 2.
     """
     _check_pred(pred, "softmax")
     logits = _upcast(pred)
@@ -373,8 +373,6 @@ def tversky_loss(pred: torch.Tensor, target: torch.Tensor, *, activation: str = 
     Shape:
         pred ``(N, K, *spatial)``; target as in :func:`soft_dice_loss`; returns a scalar
         (``reduction="mean"``/``"sum"``).
-
-    Taught in week 4.
     """
     probs, onehot, axes = _soft_overlap_inputs(pred, target, activation=activation,
                                                include_background=include_background, batch_dice=batch_dice,
@@ -415,31 +413,31 @@ class _LossModule(nn.Module):
 class DiceLoss(_LossModule):
     """Module form of :func:`soft_dice_loss`: ``DiceLoss(squared=False)(pred, target)``.
 
-    Shape: as :func:`soft_dice_loss`. Taught in week 4.
+    Shape: as :func:`soft_dice_loss`.
     """
 
     function = staticmethod(soft_dice_loss)
 
 
 class DiceCELoss(_LossModule):
-    """Module form of :func:`dice_ce_loss`. Shape: as :func:`dice_ce_loss`. Taught in week 4."""
+    """Module form of :func:`dice_ce_loss`. Shape: as :func:`dice_ce_loss`."""
 
     function = staticmethod(dice_ce_loss)
 
 
 class DiceBCELoss(_LossModule):
-    """Module form of :func:`dice_bce_loss`. Shape: as :func:`dice_bce_loss`. Taught in week 4."""
+    """Module form of :func:`dice_bce_loss`. Shape: as :func:`dice_bce_loss`."""
 
     function = staticmethod(dice_bce_loss)
 
 
 class FocalLoss(_LossModule):
-    """Module form of :func:`focal_loss`. Shape: as :func:`focal_loss`. Taught in week 4."""
+    """Module form of :func:`focal_loss`. Shape: as :func:`focal_loss`."""
 
     function = staticmethod(focal_loss)
 
 
 class TverskyLoss(_LossModule):
-    """Module form of :func:`tversky_loss`. Shape: as :func:`tversky_loss`. Taught in week 4."""
+    """Module form of :func:`tversky_loss`. Shape: as :func:`tversky_loss`."""
 
     function = staticmethod(tversky_loss)

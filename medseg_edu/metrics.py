@@ -1,6 +1,6 @@
 """Segmentation metrics: overlap scores, BraTS regions, volumes, and evaluation over many cases.
 
-Taught in week 4 (used again in weeks 5 and 6).
+Taught in week 4.
 
 Every overlap score comes from one confusion count of a binary ``pred`` against a binary ``target``:
 TP (both foreground), FP (pred only), FN (target only), TN (both background).
@@ -46,7 +46,7 @@ def confusion_counts(pred: Any, target: Any) -> tuple[int, int, int, int]:
     """Count (TP, FP, FN, TN) of a binary prediction against a binary target.
 
     Shape: pred, target any identical shape, bool or 0/1 -> four ints.
-    Taught in week 4.
+    Used in week 4 through `dice_score`.
 
     Example:
         >>> confusion_counts(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))
@@ -159,7 +159,6 @@ def precision_score(pred: Any, target: Any, *, empty: str = "nan") -> float:
     """Precision (positive predictive value) TP / (TP + FP); ``empty`` policy when pred is empty.
 
     Shape: pred, target any identical shape, bool or 0/1 -> float in [0, 1].
-    Taught in week 4.
     """
     tp, fp, _, _ = confusion_counts(pred, target)
     return _ratio(tp, tp + fp, empty, "pred is empty")
@@ -207,7 +206,6 @@ def per_class_scores(pred: Any, target: Any, *, num_classes: int, include_backgr
     is left out by default: it is so large that it scores ~1 and hides the classes that matter.
 
     Shape: pred, target (*spatial) integer labels in [0, num_classes) -> {class: {score name: float}}.
-    Taught in week 4.
     """
     if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2 (background included), got {num_classes!r}")
@@ -226,7 +224,7 @@ def brats_regions(label: Any) -> dict[str, np.ndarray]:
     Labels: 0 background, 1 edema, 2 non-enhancing tumour/necrosis, 3 enhancing tumour.
 
     Shape: label (*spatial) integers in {0, 1, 2, 3} -> {"WT", "TC", "ET"}: bool (*spatial).
-    Taught in week 4.
+    Taught in week 2. Used in week 4 through `evaluate`.
     """
     label = _as_labels(label, "label", num_labels=4)
     return {"WT": label >= 1, "TC": label >= 2, "ET": label == 3}
@@ -330,7 +328,7 @@ def evaluate(preds: Sequence[Any], targets: Sequence[Any], *, spacing_mm: Any,
     ValueError naming ``preds[i]`` or ``targets[i]``.
 
     Shape: preds, targets sequences of (*spatial) arrays -> (table, summary) DataFrames.
-    Taught in week 4 (used again in weeks 2, 5 and 6).
+    Taught in weeks 2 and 4.
     """
     check_choice(empty, _EVALUATE_POLICIES, "empty")
     _check_tolerance(tolerance_mm)

@@ -142,7 +142,7 @@ def affine_grid_from_matrix(matrix: ArrayLike, *, spacing_mm: Sequence[float], m
     ``F.grid_sample(volume, grid, align_corners=True)``.
 
     Shape: matrix (D + 1, D + 1) -> grid (1, *reference_shape, D), last axis in reversed axis order.
-    Taught in week 1.
+    Used in week 1 through `resample`.
     """
     moving_shape = tuple(int(n) for n in moving_shape)
     spacing = check_spacing(spacing_mm, len(moving_shape))
@@ -323,7 +323,6 @@ def register_affine(fixed: ArrayLike, moving: ArrayLike, *, spacing_mm: Sequence
     ``matrix`` is the full affine transform.
 
     Shape: fixed (*spatial), moving (*spatial'), 2 or 3 spatial axes -> resampled (*spatial).
-    Taught in week 1.
     """
     return _register(fixed, moving, spacing_mm=spacing_mm, model="affine", metric=metric, levels=levels,
                      iterations=iterations, lr=lr, bins=bins, samples=samples)

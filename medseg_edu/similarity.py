@@ -129,7 +129,7 @@ def mutual_information_score(a: ArrayLike, b: ArrayLike, *, bins: int = 32,
     Numpy inputs give a float, torch inputs a differentiable 0-d tensor.
 
     Shape: a, b and mask the same shape (any) -> scalar.
-    Taught in week 1.
+    Used in week 1 through `register_rigid`.
     """
     check_int(bins, "bins", minimum=2)
     ta, tb, as_float = _pair(a, b, mask)

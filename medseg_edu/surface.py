@@ -76,7 +76,6 @@ def surface_voxels(mask: Any) -> np.ndarray:
     Voxels outside the image count as background, so foreground on the image border is surface.
 
     Shape: mask (*spatial) -> bool array (*spatial).
-    Taught in week 4.
 
     Example:
         >>> surface_voxels(np.ones((3, 3), dtype=bool)).astype(int)
@@ -115,7 +114,7 @@ def surface_distances(pred: Any, target: Any, *,
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> two float64 arrays (n_pred_surface,),
     (n_target_surface,).
-    Taught in week 4.
+    Used in week 4 through `hd95_distance`.
     """
     pred, target = binary_pair(pred, target)
     if pred.ndim not in (2, 3):
@@ -201,7 +200,6 @@ def hausdorff_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], e
     """Hausdorff distance in mm: the largest surface distance in either direction.
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> float.
-    Taught in week 4.
     """
     d_pt, d_tp, shape, spacing = _prepare(pred, target, spacing_mm, empty, DISTANCE_EMPTY_POLICIES)
     value = _empty_distance(len(d_pt), len(d_tp), empty, shape, spacing)
@@ -212,7 +210,6 @@ def assd_distance(pred: Any, target: Any, *, spacing_mm: Sequence[float], empty:
     """Average symmetric surface distance in mm: mean of both directed distance sets together.
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> float.
-    Taught in week 4.
     """
     d_pt, d_tp, shape, spacing = _prepare(pred, target, spacing_mm, empty, DISTANCE_EMPTY_POLICIES)
     value = _empty_distance(len(d_pt), len(d_tp), empty, shape, spacing)
@@ -226,7 +223,6 @@ def surface_dice_score(pred: Any, target: Any, *, spacing_mm: Sequence[float], t
     One mask empty -> 0.0. Both empty -> ``empty``: "nan" (default), "one", "zero" or "raise".
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> float in [0, 1].
-    Taught in week 4.
     """
     _check_tolerance(tolerance_mm)
     d_pt, d_tp, _, _ = _prepare(pred, target, spacing_mm, empty, SCORE_EMPTY_POLICIES)
@@ -248,7 +244,7 @@ def surface_metrics(pred: Any, target: Any, *, spacing_mm: Sequence[float], tole
     diagonal) or "raise". NSD is 0 when exactly one mask is empty and NaN when both are (1 for "brats").
 
     Shape: pred, target (X, Y) or (X, Y, Z) hard masks -> dict of floats.
-    Taught in week 4.
+    Used in week 4 through `evaluate`.
     """
     _check_tolerance(tolerance_mm)
     d_pt, d_tp, shape, spacing = _prepare(pred, target, spacing_mm, empty, DISTANCE_EMPTY_POLICIES)

@@ -6,8 +6,6 @@
 Both call the network several times on one batch (through ``predictor``, so a whole volume can go
 through :func:`medseg_edu.inference.sliding_window_inference` each time) and average probabilities,
 never logits.
-
-Taught in week 5.
 """
 from __future__ import annotations
 
@@ -64,8 +62,6 @@ def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[in
             ``lambda x, m: sliding_window_inference(x, m, roi_size=64)``.
 
     Shape: ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)``.
-
-    Taught in week 5.
     """
     image = check_image_batch(image)
     check_choice(activation, _ACTIVATIONS, "activation")
@@ -147,8 +143,6 @@ def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
 
     Shape: ``(N, C, *spatial)`` -> mean probabilities ``(N, K, *spatial)`` and an uncertainty map
     ``(N, 1, *spatial)`` for softmax or ``(N, K, *spatial)`` for sigmoid (one per channel).
-
-    Taught in week 5.
     """
     image = check_image_batch(image)
     if not isinstance(model, nn.Module):

@@ -161,7 +161,7 @@ def overlay(image2d: np.ndarray, label2d: np.ndarray, *, alpha: float = 0.4, ax:
     two array axes) sets the pixel aspect ratio.
 
     Shape: image2d (A, B) or (3, A, B), label2d (A, B) -> the Axes drawn on.
-    Taught in week 1.
+    Taught in week 2.
     """
     _check_layout(layout)
     image2d, label2d = np.asarray(image2d), np.asarray(label2d)

@@ -18,7 +18,7 @@ def test_reference_dice_per_group_hand_case():
 
 def test_reference_bootstrap_matches_scipy():
     values = np.array([0.9, 0.8, 0.85, 0.2, 0.95, 0.7, 0.88, 0.91])
-    est, low, high = week6.reference_bootstrap_mean_ci(values, n_resamples=999, seed=3)
+    est, low, high = week6._reference_bootstrap_mean_ci(values, n_resamples=999, seed=3)
     ref = stats.bootstrap((values,), np.mean, n_resamples=999, method="percentile",
                           rng=np.random.default_rng(3), vectorized=True)
     assert est == pytest.approx(values.mean())
@@ -47,7 +47,7 @@ def test_reference_pairwise_dice_hand_case():
 # ---------------------------------------------------------------- checks pass the references
 @pytest.mark.parametrize("check, reference, tag", [
     (week6.check_dice_per_group, week6.reference_dice_per_group, "ex1"),
-    (week6.check_bootstrap_mean_ci, week6.reference_bootstrap_mean_ci, "ex2"),
+    (week6.check_bootstrap_mean_ci, week6._reference_bootstrap_mean_ci, "ex2"),
     (week6.check_inverse_frequency_weights, week6.reference_inverse_frequency_weights, "ex3"),
     (week6.check_gap_ci, week6.reference_gap_ci, "ex4"),
     (week6.check_pairwise_dice, week6.reference_pairwise_dice, "ex5"),
@@ -154,8 +154,8 @@ def test_ex4_only_worst_group_resampled():
 
 def test_ex4_sum_of_intervals_too_wide():
     def wrong(best, worst, *, n_resamples, confidence, seed):
-        _, bl, bh = week6.reference_bootstrap_mean_ci(best, n_resamples=n_resamples, seed=seed)
-        _, wl, wh = week6.reference_bootstrap_mean_ci(worst, n_resamples=n_resamples, seed=seed)
+        _, bl, bh = week6._reference_bootstrap_mean_ci(best, n_resamples=n_resamples, seed=seed)
+        _, wl, wh = week6._reference_bootstrap_mean_ci(worst, n_resamples=n_resamples, seed=seed)
         return np.mean(best) - np.mean(worst), bl - wh, bh - wl
     with pytest.raises(AssertionError, match="too wide"):
         week6.check_gap_ci(wrong, seed=0)

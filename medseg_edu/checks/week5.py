@@ -48,7 +48,7 @@ def reference_drop_ci(dice_internal: Sequence[float], dice_external: Sequence[fl
         >>> low <= drop <= high
         True
 
-    Taught in week 5.
+    Used in week 5 through `check_drop_ci`.
     """
     a = _one_dimensional(dice_internal, "dice_internal")
     b = _one_dimensional(dice_external, "dice_external")
@@ -72,8 +72,6 @@ def reference_net_benefit_from_counts(tp: int, fp: int, n: int, threshold_probab
     Example:
         >>> reference_net_benefit_from_counts(2, 1, 4, 0.25)
         0.4166666666666667
-
-    Taught in week 5.
     """
     for name, value in (("tp", tp), ("fp", fp), ("n", n)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:

@@ -20,7 +20,6 @@ from medseg_edu.metrics import dice_score
 
 __all__ = [
     "reference_dice_per_group",
-    "reference_bootstrap_mean_ci",
     "reference_inverse_frequency_weights",
     "reference_gap_ci",
     "reference_pairwise_dice",
@@ -40,7 +39,7 @@ def reference_dice_per_group(df: pd.DataFrame, *, by: str = "fitzpatrick", value
 
     Shape: df has one row per case; the result has one row per subgroup (index 0..G-1).
 
-    Taught in week 6.
+    Used in week 6 through `check_dice_per_group`.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -51,16 +50,14 @@ def reference_dice_per_group(df: pd.DataFrame, *, by: str = "fitzpatrick", value
     return table.rename(columns={"size": "n"})
 
 
-def reference_bootstrap_mean_ci(values: Sequence[float], *, n_resamples: int = 2000,
-                                confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def _reference_bootstrap_mean_ci(values: Sequence[float], *, n_resamples: int = 2000,
+                                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Percentile bootstrap CI of the mean: ``(mean, low, high)``, the same draws as ``bootstrap_ci``.
 
     ``rng = np.random.default_rng(seed)``; all resamples at once with
     ``rng.integers(0, n, size=(n_resamples, n))``; percentiles ``(1 -/+ confidence) / 2``.
 
     Shape: values (n,) -> three floats.
-
-    Taught in week 6.
     """
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -76,7 +73,7 @@ def reference_inverse_frequency_weights(groups: Sequence[Any]) -> np.ndarray:
 
     Shape: groups (n,) -> weights (n,) float64.
 
-    Taught in week 6.
+    Used in week 6 through `check_inverse_frequency_weights`.
     """
     groups = pd.Series(np.asarray(groups))
     counts = groups.map(groups.value_counts()).to_numpy(dtype=np.float64)
@@ -90,7 +87,7 @@ def reference_gap_ci(best: Sequence[float], worst: Sequence[float], *, n_resampl
 
     Shape: best (n1,), worst (n2,) -> three floats.
 
-    Taught in week 6.
+    Used in week 6 through `check_gap_ci`.
     """
     # The same two-group bootstrap as week 5's drop between sites.
     return reference_drop_ci(best, worst, n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -104,7 +101,7 @@ def reference_pairwise_dice(masks: dict) -> pd.DataFrame:
 
     Shape: masks {name: list of n masks (H, W)} -> DataFrame (names x names).
 
-    Taught in week 6.
+    Used in week 6 through `check_pairwise_dice`.
     """
     names = list(masks)
     table = pd.DataFrame(np.ones((len(names), len(names))), index=names, columns=names)

@@ -17,7 +17,8 @@ The anatomy (template, patient, tumour) lives in ``_brain_anatomy`` and the scan
 contrast, misalignment, bias field) in ``_brain_scanner``; this module puts a case together and
 writes data sets.
 
-Taught in week 1 (the data set; misalignment for registration), week 5 (sites) and week 6 (age bias).
+Used in week 1 (misalignment for registration) and week 5 (sites) through `builtin_brain`. Taught in
+week 4 (cases to evaluate) and week 6 (age bias).
 """
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ def make_brain_case(*, seed: int, shape: Sequence[int] = (128, 128, 128),
         >>> case["image"].shape, case["label"].shape
         ((4, 64, 64, 64), (64, 64, 64))
 
-    Taught in week 1.
+    Used in week 1 through `builtin_brain`. Taught in weeks 4 and 6.
     """
     shape, spacing = _check_geometry(shape, spacing_mm)
     profile = SITES[check_choice(site, sorted(SITES), "site")]
@@ -294,7 +295,7 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
         >>> write_brain_dataset("/tmp/brain", cases=4, seed=0, shape=(64, 64, 64),
         ...                     spacing_mm=(3, 3, 3))                           # doctest: +SKIP
 
-    Taught in week 1.
+    Used in week 1 through `builtin_brain`.
     """
     from medseg_edu.data.io import write_msd_dataset_json
     from medseg_edu.data.nifti import save_nifti

@@ -25,7 +25,7 @@ the same lesion can be shown on every skin type.
 The layers themselves are drawn in ``_skin_layers``; this module composes a case, measures lesion
 contrast and writes data sets.
 
-Taught in week 6 (and used as 2D data from week 2 on).
+Taught in week 6 (skin types and lesion contrast). Used in weeks 3 and 4 through `builtin_skin`.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def make_skin_case(*, seed: int, fitzpatrick: Optional[int] = None, size: int = 
         >>> case["image"].shape, case["label"].dtype
         ((3, 128, 128), dtype('uint8'))
 
-    Taught in week 6 (used from week 2 on).
+    Taught in week 6. Used in weeks 3 and 4 through `builtin_skin`.
     """
     seed = check_int(seed, "seed", minimum=0)
     size = check_int(size, "size", minimum=32)
@@ -269,7 +269,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
         fitzpatrick_weights: relative frequency of skin types I..VI: 6 numbers, or a dict
             {type: weight} (missing types get 0). None: all types equally often. Patients get their
             type in exact proportions (largest remainder), e.g. ``(3, 3, 2, 1, 0.5, 0.5)`` for a
-            training set that under-represents dark skin (week 6).
+            training set that under-represents dark skin.
         size: image height and width in pixels (>= 32).
         site: a key of ``SITES``; the whole data set comes from that site's camera.
         patients: number of distinct patients (1..images); each patient has one skin type, age and
@@ -283,7 +283,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     Example:
         >>> root = write_skin_dataset("/tmp/skin", images=8, seed=0, patients=4)   # doctest: +SKIP
 
-    Taught in week 5 (layout) and week 6 (skin-type weights).
+    Used in weeks 3, 4 and 6 through `builtin_skin`.
     """
     from medseg_edu.data.io import save_skin_case
 

@@ -91,7 +91,7 @@ def patient_kfold(patient_ids: Sequence[Any], *, n_splits: int) -> list[tuple[np
 
     Shape: patient_ids (N,); returns ``n_splits`` pairs (train_indices, test_indices) of row indices.
 
-    Taught in week 2.
+    Taught in week 5.
     """
     ids = _as_ids(patient_ids, "patient_ids")
     if not isinstance(n_splits, (int, np.integer)) or isinstance(n_splits, bool) or n_splits < 2:
@@ -141,8 +141,6 @@ def site_split(sites: Sequence[Any], *, train_sites: Sequence[str],
     ``test_sites`` defaults to every site not in ``train_sites``. A site may not be in both.
 
     Shape: sites (N,) one entry per case; returns {"train": indices, "test": indices}.
-
-    Taught in week 5.
     """
     site_array = _as_ids(sites, "sites")
     known = set(site_array.tolist())

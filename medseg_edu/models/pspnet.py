@@ -26,7 +26,7 @@ class ResidualBlock(nn.Module):
 
     Shape: ``(N, in_channels, *spatial)`` -> ``(N, out_channels, *spatial / stride)``.
 
-    Taught in week 3.
+    Used in week 3 through `PSPNet`.
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, *,
@@ -57,7 +57,7 @@ class PyramidPooling(nn.Module):
 
     Shape: ``(N, C, *spatial)`` -> ``(N, C + len(bins) * (C // len(bins)), *spatial)``.
 
-    Taught in week 3.
+    Used in week 3 through `PSPNet`.
     """
 
     def __init__(self, spatial_dims: int, channels: int, *, bins: Sequence[int] = (1, 2, 3, 6)) -> None:

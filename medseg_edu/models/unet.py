@@ -347,7 +347,7 @@ def deep_supervision_loss(outputs: Union[torch.Tensor, Sequence[torch.Tensor]],
     Shape: ``outputs`` list of ``(N, K, *spatial_i)``, ``target (N, 1, *spatial)`` integer labels
     (or ``(N, K, *spatial)`` one-hot) -> scalar.
 
-    Taught in week 3.
+    Used in week 3 through `fit`.
     """
     if isinstance(outputs, torch.Tensor):
         return loss_fn(outputs, target)
