@@ -62,6 +62,13 @@ _EXPORTS = {
     "medseg_edu.bootstrap": ["bootstrap_ci", "subgroup_table", "subgroup_gap"],
     "medseg_edu.viz": ["show_case", "draw_slice", "overlay", "show_skin_montage", "compare_predictions"],
     "medseg_edu.widgets": ["slice_viewer"],
+    "medseg_edu.dicom.series": ["read_dicom_series", "write_dicom_series"],
+    "medseg_edu.dicom.seg": ["write_dicom_seg", "read_dicom_seg"],
+    "medseg_edu.dicom.rtstruct": ["write_rtstruct", "read_rtstruct"],
+    "medseg_edu.qc": ["QC_FLAGS", "case_features", "prediction_uncertainty", "fit_qc_reference", "qc_flags"],
+    "medseg_edu.raters": ["RATER_STYLES", "simulate_rater", "simulate_raters", "pairwise_agreement",
+                          "majority_vote", "staple"],
+    "medseg_edu.model_card": ["markdown_table", "group_metrics", "model_card_markdown"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
