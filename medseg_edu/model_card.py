@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from medseg_edu.bootstrap import bootstrap_ci, subgroup_table
+from medseg_edu.qc import qc_summary
 
 __all__ = ["markdown_table", "group_metrics", "model_card_markdown"]
 
@@ -76,13 +77,6 @@ def group_metrics(table: pd.DataFrame, *, by: str, metric: str = "dice", n_resam
     return result
 
 
-def _flag_names(flags: pd.Series) -> list[str]:
-    names = set()
-    for text in flags.fillna("").astype(str):
-        names.update(f.strip() for f in text.split(",") if f.strip())
-    return sorted(names)
-
-
 def model_card_markdown(table: pd.DataFrame, *, model_name: str, intended_use: str, data_description: str,
                metric: str = "dice", site_column: Optional[str] = "site", subgroup_columns: Sequence[str] = (),
                case_column: Optional[str] = "case_id", flag_column: Optional[str] = "flags",
@@ -134,20 +128,15 @@ def model_card_markdown(table: pd.DataFrame, *, model_name: str, intended_use: s
     flag_lines, worse_flags = [], []
     if flag_column:
         flags = table[flag_column].fillna("").astype(str)
-        clean = values[flags.str.strip() == ""]
-        rows = []
-        for flag in _flag_names(flags):
-            hit = flags.apply(lambda text, f=flag: f in [x.strip() for x in text.split(",")])
-            rows.append({"flag": flag, "cases": int(hit.sum()), f"mean {metric} flagged": float(values[hit].mean()),
-                         f"mean {metric} clean": float(clean.mean()) if clean.notna().any() else np.nan})
-            if clean.notna().any() and values[hit].notna().any() and values[hit].mean() < clean.mean():
-                worse_flags.append(f"{flag} (cases: {int(hit.sum())}, mean {metric} {values[hit].mean():.3f} "
-                                   f"vs {clean.mean():.3f} for unflagged cases)")
+        summary = qc_summary(table, metric=metric, flag_column=flag_column)
+        rows = summary.rename(columns={"mean_flagged": f"mean {metric} flagged", "mean_clean": f"mean {metric} clean"})
+        worse_flags = [f"{flag} (cases: {n}, mean {metric} {m:.3f} vs {c:.3f} for unflagged cases)"
+                       for flag, n, m, c in summary.itertuples(index=False) if m < c]  # NaN compares False
         n_flagged = int((flags.str.strip() != "").sum())
         flag_lines = ["", "## Quality control", "",
                       f"{n_flagged} of {len(table)} cases raised at least one quality-control flag."]
-        if rows:
-            flag_lines += ["", markdown_table(pd.DataFrame(rows))]
+        if len(rows):
+            flag_lines += ["", markdown_table(rows)]
     lines += flag_lines
     failing = table[values < failure_below]
     lines += ["", "## Known failure modes", "",

@@ -27,7 +27,7 @@ from scipy import ndimage
 from medseg_edu.arguments import as_binary, check_int, check_spacing, to_numpy
 from medseg_edu.metrics import dice_score
 
-__all__ = ["QC_FLAGS", "case_features", "prediction_uncertainty", "fit_qc_reference", "qc_flags"]
+__all__ = ["QC_FLAGS", "case_features", "prediction_uncertainty", "fit_qc_reference", "qc_flags", "qc_summary"]
 
 #: Every flag ``qc_flags`` raises, with its meaning.
 QC_FLAGS = {
@@ -200,3 +200,37 @@ def qc_flags(features: pd.DataFrame, reference: Mapping[str, tuple[float, float]
             raise ValueError(f"dice must have one value per case ({len(table)}), got shape {values.shape}")
         table["dice"] = values
     return table
+
+
+def _split_flags(text: Any) -> list[str]:
+    return [f.strip() for f in ("" if pd.isna(text) else str(text)).split(",") if f.strip()]
+
+
+def qc_summary(table: pd.DataFrame, *, metric: str = "dice", flag_column: str = "flags") -> pd.DataFrame:
+    """How each flag relates to the real outcome: cases flagged and their mean metric vs clean cases.
+
+    ``table`` has one row per case with a ``flag_column`` of comma-separated flag names ("" for a
+    clean case, as :func:`qc_flags` writes it) and a ``metric`` column (e.g. the Dice found later
+    against the ground truth). Means skip undefined (NaN) values; a flag whose cases all have an
+    undefined metric gets NaN.
+
+    Shape: table (N rows) -> one row per flag that occurs: flag, cases, mean_flagged, mean_clean,
+    sorted by flag name.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    missing = [c for c in (metric, flag_column) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; columns are {list(table.columns)}")
+    values = pd.to_numeric(table[metric], errors="coerce").to_numpy(dtype=np.float64)
+    flags = [_split_flags(text) for text in table[flag_column]]
+    clean = np.array([not f for f in flags])
+    clean_values = values[clean & np.isfinite(values)]
+    mean_clean = float(clean_values.mean()) if clean_values.size else np.nan
+    rows = []
+    for name in sorted({f for case in flags for f in case}):
+        hit = np.array([name in case for case in flags])
+        flagged = values[hit & np.isfinite(values)]
+        rows.append({"flag": name, "cases": int(hit.sum()),
+                     "mean_flagged": float(flagged.mean()) if flagged.size else np.nan, "mean_clean": mean_clean})
+    return pd.DataFrame(rows, columns=["flag", "cases", "mean_flagged", "mean_clean"])

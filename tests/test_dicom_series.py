@@ -92,6 +92,7 @@ def test_mr_small_reads_with_its_own_geometry():
     result = read_dicom_series(path)
     assert result["image"].shape == (1, 64, 64, 1)
     np.testing.assert_allclose(result["spacing_mm"], (0.3125, 0.3125, 0.8), atol=MM)
+    # exact: stored integers without rescaling, represented exactly in float32
     np.testing.assert_array_equal(result["image"][0, ::-1, ::-1, 0], ds.pixel_array.T.astype(np.float32))
     np.testing.assert_allclose(result["affine"][:3, 3], [83.9063 - 63 * 0.3125, 91.2 - 63 * 0.3125, 6.6406], atol=MM)
 
@@ -268,3 +269,11 @@ def test_writer_refuses_bad_input(tmp_path, written):
     sheared[0, 1] = 0.5  # rows and columns not orthogonal
     with pytest.raises(ValueError, match="first two voxel axes must be orthogonal"):
         write_dicom_series(np.zeros((4, 4, 4)), sheared, tmp_path / "c")
+
+
+def test_missing_extra_is_a_clear_import_error(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if the [dicom] extra were not installed
+    with pytest.raises(ImportError, match=r"read_dicom_series needs the optional extra \[dicom\]"):
+        read_dicom_series(tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from medseg_edu.qc import QC_FLAGS, case_features, fit_qc_reference, prediction_uncertainty, qc_flags
+from medseg_edu.qc import QC_FLAGS, case_features, fit_qc_reference, prediction_uncertainty, qc_flags, qc_summary
 
 SPACING = (1.0, 1.0, 2.0)  # 2 mm^3 voxels: 500 voxels = 1 ml
 
@@ -31,7 +31,8 @@ def test_case_features_by_hand():
                              uncertainty={"tta_disagreement": 0.1})
     assert features["volume_ml"] == pytest.approx(127 * 2 / 1000, abs=1e-12)
     assert features["n_components"] == 3
-    assert features["spacing_min_mm"] == 1.0 and features["spacing_max_mm"] == 2.0
+    assert features["spacing_min_mm"] == pytest.approx(1.0, abs=1e-12)
+    assert features["spacing_max_mm"] == pytest.approx(2.0, abs=1e-12)
     assert features["intensity_p01"] == pytest.approx(50.0, abs=1e-9)
     assert features["intensity_p99"] == pytest.approx(50.0, abs=1e-9)
     assert features["tta_disagreement"] == pytest.approx(0.1, abs=1e-12)
@@ -91,6 +92,19 @@ def test_missing_features_raise_no_flag_and_dice_is_copied():
     assert table["n_flags"].iloc[0] == 0 and table["dice"].iloc[0] == pytest.approx(0.9, abs=1e-12)
     with pytest.raises(ValueError, match=r"one value per case \(1\)"):
         qc_flags(features, reference, dice=[0.9, 0.8])
+
+
+def test_qc_summary_by_hand():
+    table = pd.DataFrame({"dice": [0.9, 0.8, 0.4, 0.2, np.nan, 0.7],
+                          "flags": ["", "", "small_volume", "small_volume, many_components", "empty", None]})
+    summary = qc_summary(table)
+    assert list(summary["flag"]) == ["empty", "many_components", "small_volume"]
+    assert list(summary["cases"]) == [1, 1, 2]
+    # clean: 0.9, 0.8 and the case with no flags (None) 0.7 -> 0.8; small_volume: (0.4 + 0.2) / 2
+    np.testing.assert_allclose(summary["mean_flagged"], [np.nan, 0.2, 0.3], atol=1e-12)
+    np.testing.assert_allclose(summary["mean_clean"], 0.8, atol=1e-12)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['flags'\]"):
+        qc_summary(table.drop(columns=["flags"]))
 
 
 def test_reference_leaves_empty_training_cases_out_of_the_volume_range():
