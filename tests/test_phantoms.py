@@ -353,7 +353,6 @@ def test_bad_case_arguments(kwargs, match):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(cases=0), "cases"),
-    (dict(cases=2.5), "cases"),
     (dict(cases=1, cases_per_patient=0), "cases_per_patient"),
     (dict(cases=1, site="Q"), "site"),
     (dict(cases=1, site=[]), "site"),
@@ -363,6 +362,12 @@ def test_bad_case_arguments(kwargs, match):
 def test_bad_dataset_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         write_brain_dataset(tmp_path / "x", seed=0, **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_fractional_number_of_cases_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="cases must be an int >= 1, got float 2.5"):
+        write_brain_dataset(tmp_path / "x", seed=0, cases=2.5)
     assert not (tmp_path / "x").exists()
 
 

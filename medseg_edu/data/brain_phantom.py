@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from scipy import ndimage as ndi
 
-from medseg_edu.arguments import check_choice
+from medseg_edu.arguments import check_choice, check_int
 from medseg_edu.data._brain_anatomy import (draw_patient, enforce_nesting, load_template, patient_to_template,
                                             sample, smooth_noise, tumour_centre, tumour_fractions,
                                             voxel_coordinates, wmh_field)
@@ -300,11 +300,8 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
     from medseg_edu.data.io import write_msd_dataset_json
     from medseg_edu.data.nifti import save_nifti
 
-    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
-        raise ValueError(f"cases must be an integer >= 1, got {cases!r}")
-    if isinstance(cases_per_patient, bool) or not isinstance(cases_per_patient, (int, np.integer)) \
-            or cases_per_patient < 1:
-        raise ValueError(f"cases_per_patient must be an integer >= 1, got {cases_per_patient!r}")
+    cases = check_int(cases, "cases", minimum=1)
+    cases_per_patient = check_int(cases_per_patient, "cases_per_patient", minimum=1)
     sites = [site] if isinstance(site, str) else list(site)
     if not sites:
         raise ValueError("site must be a site name or a non-empty list of them, got an empty list")
