@@ -6,8 +6,8 @@ are imported on first use, so ``import medseg_edu`` stays fast and a command tha
 data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
-    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, models, runtime,
-    training, checkpoint, inference, uncertainty, interpret, losses, metrics, clinical, bootstrap,
+    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, intensity, models,
+    runtime, training, checkpoint, inference, uncertainty, interpret, losses, metrics, clinical, bootstrap,
     reweighting, viz, widgets.
 """
 from __future__ import annotations
@@ -37,9 +37,10 @@ _EXPORTS = {
     "medseg_edu.registration": ["rigid_matrix", "resample", "register_rigid", "register_affine",
                                 "transform_error"],
     "medseg_edu.similarity": ["ncc_score", "joint_histogram", "mutual_information_score"],
-    "medseg_edu.transforms": ["random_flip", "random_rot90", "random_affine", "random_elastic",
-                              "zscore_normalise", "percentile_clip", "random_gamma", "random_noise",
-                              "random_bias_field", "compose", "brain_augmentation", "skin_augmentation"],
+    "medseg_edu.transforms": ["random_flip", "random_rot90", "random_affine", "random_elastic", "compose",
+                              "brain_augmentation", "skin_augmentation"],
+    "medseg_edu.intensity": ["zscore_normalise", "percentile_clip", "random_gamma", "random_noise",
+                             "random_bias_field"],
     "medseg_edu.models": ["UNet", "UNetPlusPlus", "PSPNet", "count_parameters", "deep_supervision_loss",
                           "load_pretrained", "list_pretrained", "pretrained_info"],
     "medseg_edu.runtime": ["seed_everything", "pick_device"],
@@ -60,6 +61,7 @@ _EXPORTS = {
                             "threshold_for_sensitivity", "find_optimal_threshold", "net_benefit",
                             "decision_curve"],
     "medseg_edu.bootstrap": ["bootstrap_ci", "subgroup_table", "subgroup_gap"],
+    "medseg_edu.external_validation": ["train_slice_model", "score_whole_tumour"],
     "medseg_edu.viz": ["show_case", "draw_slice", "overlay", "show_skin_montage", "compare_predictions"],
     "medseg_edu.widgets": ["slice_viewer"],
     "medseg_edu.dicom.series": ["read_dicom_series", "write_dicom_series"],

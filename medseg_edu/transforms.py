@@ -1,103 +1,107 @@
-"""Paired image + label augmentation (2D and 3D) and intensity normalisation, in numpy.
+"""The course's transform protocol, and paired image + label augmentation (2D and 3D) in numpy.
 
-Every function works on ONE case:
+The transform protocol (the one place it is written down)
+---------------------------------------------------------
+A *transform* is any callable ::
 
-- ``image``: float array ``(C, *spatial)`` (channel first), ``spatial`` 2D ``(H, W)`` or 3D ``(X, Y, Z)``;
-- ``label``: integer array ``(*spatial)`` with the same spatial shape.
+    transform(image, label, rng) -> (image, label)
 
-Spatial transforms move image and label together, so they stay aligned: the image is interpolated
-linearly (``order=1``), the label with nearest neighbour only (``order=0``), so a label never gets
-values that were not in it (a linear blend of "edema" (1) and "enhancing" (3) would invent a
-"non-enhancing" (2) voxel). Intensity transforms change the image and return the label untouched.
+- ``image``: numpy float array ``(C, *spatial)``, channel first; ``spatial`` is 2D ``(H, W)`` or 3D
+  ``(X, Y, Z)``;
+- ``label``: numpy integer array ``(*spatial)`` with the same spatial shape (no channel axis);
+- ``rng``: a ``numpy.random.Generator``; a transform takes ALL its randomness from it (never from
+  ``np.random`` or ``torch``), so the same rng state gives the same output. A deterministic
+  transform (a normalisation) ignores it.
 
-Every random transform has the same form
-``f(image, label, *, rng, p=..., <options>) -> (image, label)``: with probability ``p`` it draws its
-parameters from ``rng`` (a ``numpy.random.Generator``) and applies them, otherwise it returns its
-inputs. The same seed therefore gives the same result. ``compose`` chains them.
+It returns a new ``(image, label)`` pair of the same kinds; shapes may change (a crop, a quarter turn
+of a non-square plane). Spatial transforms move image and label together, so they stay aligned: the
+image is interpolated linearly, the label with nearest neighbour only, so a label never gets values
+that were not in it (a blend of "edema" (1) and "enhancing" (3) would invent "non-enhancing" (2)).
+
+Where transforms come from: the random transforms here and in :mod:`medseg_edu.intensity` are
+``f(image, label, rng, *, p=..., <options>)``: with probability ``p`` they draw their parameters from
+``rng``, otherwise they return their inputs. Bind the options and you have a transform:
+``functools.partial(random_flip, p=0.5, axes=(0,))``. :func:`compose` chains transforms;
+:func:`brain_augmentation` and :func:`skin_augmentation` are the course's ready-made pipelines. Your own
+function is a transform when it has the signature above: ``lambda image, label, rng:
+(zscore_normalise(image), label)`` turns a normaliser into one. A callable that cannot be called as
+``transform(image, label, rng)`` (e.g. ``lambda image, label: ...``) is refused with a TypeError that
+names this protocol, when the dataset or pipeline is built.
+
+Who calls them, with which rng: every dataset of :mod:`medseg_edu.data.datasets` (``transform=``
+argument) calls ``transform(image, label, rng)`` on each item with
+``rng = np.random.default_rng([seed, epoch, index])``: ``seed`` is the dataset's ``seed``, ``index``
+the item's index and ``epoch`` the value of ``dataset.set_epoch(epoch)`` (0 until it is called;
+:func:`medseg_edu.training.fit` calls it at the start of every epoch). So an item depends only on
+``(seed, epoch, index)``: the same with 0 or 8 DataLoader workers and whatever the shuffling, the
+same when a run is repeated, and different from one epoch to the next. DataLoader workers receive a
+copy of the dataset when a loader's iteration starts, so ``set_epoch`` must be called before that (as
+``fit`` does); with ``persistent_workers=True`` the workers keep their first copy and every epoch
+would repeat epoch 0's augmentation, so do not combine the two. :class:`BrainSlices
+<medseg_edu.data.datasets.BrainSlices>` also takes a ``volume_transform``, called once per volume
+before slicing with ``rng = np.random.default_rng([seed, case number])``.
 
 Example:
-    >>> rng = np.random.default_rng(0)
     >>> augment = brain_augmentation(spatial_dims=3)
-    >>> image, label = augment(image, label, rng)          # doctest: +SKIP
+    >>> image, label = augment(image, label, np.random.default_rng(0))      # doctest: +SKIP
+    >>> slices = BrainSlices(root, transform=brain_augmentation(2))         # doctest: +SKIP
 
 Taught in week 2.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence, Tuple
+import inspect
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import interpolate, ndimage
+from scipy import ndimage
 
-__all__ = [
-    "random_flip",
-    "random_rot90",
-    "random_affine",
-    "random_elastic",
-    "zscore_normalise",
-    "percentile_clip",
-    "random_gamma",
-    "random_noise",
-    "random_bias_field",
-    "compose",
-    "brain_augmentation",
-    "skin_augmentation",
-]
+from medseg_edu._pairs import Pair, _apply, _check_pair, _check_probability, _check_rng, _smooth_random_field
+from medseg_edu.intensity import random_bias_field, random_gamma, random_noise
 
-Pair = Tuple[np.ndarray, np.ndarray]
-PairTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair]
+__all__ = ["random_flip", "random_rot90", "random_affine", "random_elastic", "compose", "brain_augmentation",
+           "skin_augmentation"]
+
+Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair]
 
 _PADDING_MODES = ("nearest", "reflect", "constant")
+_PROTOCOL = "transform(image, label, rng) -> (image, label) (the protocol of medseg_edu.transforms)"
 
 
-# --------------------------------------------------------------------------------------- checks
-def _check_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
-    """Return ``image`` as float32 ``(C, *spatial)`` after checking rank and finiteness."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array (C, *spatial), got {type(image).__name__}")
-    if image.ndim not in (3, 4):
-        raise ValueError(f"{name} must be (C, H, W) or (C, X, Y, Z) with the channel axis first, "
-                         f"got shape {image.shape}")
-    if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {image.dtype}")
-    image = image.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(image)):
-        raise ValueError(f"{name} contains NaN or Inf values ({int((~np.isfinite(image)).sum())} voxels); "
-                         "clean or mask them before transforming")
-    return image
+# ----------------------------------------------------------------------------------- the protocol
+def _describe(transform: Any) -> str:
+    if isinstance(transform, functools.partial):
+        return f"functools.partial({_describe(transform.func)}, ...)"
+    return getattr(transform, "__qualname__", type(transform).__name__)
 
 
-def _check_pair(image: np.ndarray, label: np.ndarray) -> Pair:
-    """Check one (image, label) case and return ``(image as float32, label)``."""
-    if not isinstance(label, np.ndarray):
-        raise TypeError(f"label must be a numpy integer array (*spatial), got {type(label).__name__}")
-    if isinstance(image, np.ndarray) and image.ndim != label.ndim + 1:
-        raise ValueError(
-            "image must be (C, *spatial) with one more axis than label (*spatial), got image shape "
-            f"{image.shape} and label shape {label.shape}; add a channel axis with image[None] if it is missing")
-    image = _check_image(image)
-    if not (np.issubdtype(label.dtype, np.integer) or label.dtype == bool):
-        raise TypeError(f"label must be an integer array, got dtype {label.dtype}; "
-                        "round and cast it (e.g. label.astype(np.uint8)) first")
-    if image.shape[1:] != label.shape:
-        hint = ""
-        if image.shape[:-1] == label.shape:
-            hint = "; image looks channels-last, move the channel axis first with np.moveaxis(image, -1, 0)"
-        raise ValueError("image spatial shape must equal label shape, got image shape "
-                         f"{image.shape} and label shape {label.shape}{hint}")
-    return image, label
+def _check_transform(transform: Optional[Callable], *, name: str = "transform") -> None:
+    """TypeError naming the protocol unless ``transform`` is None or callable as ``transform(image, label, rng)``."""
+    if transform is None:
+        return
+    if not callable(transform):
+        raise TypeError(f"{name} must be a callable {_PROTOCOL}, got {type(transform).__name__}")
+    try:
+        signature = inspect.signature(transform)
+    except (TypeError, ValueError):       # some builtins have no signature: checked by the call instead
+        return
+    try:
+        signature.bind(None, None, None)
+    except TypeError as error:
+        raise TypeError(f"{name} must follow the transform protocol {_PROTOCOL}, got {_describe(transform)} "
+                        f"with signature {signature} ({error}); e.g. wrap a two-argument f as "
+                        "lambda image, label, rng: f(image, label)") from None
 
 
-def _check_probability(p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
-
-
-def _check_rng(rng: np.random.Generator) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
+def _call_transform(transform: Callable, image: Any, label: Any, rng: np.random.Generator, *,
+                    name: str = "transform") -> Tuple[Any, Any]:
+    """``transform(image, label, rng)``, checked to return a pair (TypeError naming the protocol if not)."""
+    out = transform(image, label, rng)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise TypeError(f"{name} must return a pair (image, label) as in {_PROTOCOL}, got "
+                        f"{type(out).__name__} from {_describe(transform)}")
+    return out[0], out[1]
 
 
 def _check_padding_mode(padding_mode: str) -> None:
@@ -105,15 +109,8 @@ def _check_padding_mode(padding_mode: str) -> None:
         raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
 
 
-def _apply(rng: np.random.Generator, p: float) -> bool:
-    """Validate ``rng`` and ``p`` and decide (with one draw) whether to apply a random transform."""
-    _check_rng(rng)
-    _check_probability(p)
-    return bool(rng.random() < p)
-
-
 # ------------------------------------------------------------------------------ spatial transforms
-def random_flip(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
+def random_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                 axes: Optional[Sequence[int]] = None) -> Pair:
     """Flip image and label together along each spatial axis, each with probability ``p``.
 
@@ -121,7 +118,7 @@ def random_flip(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generato
     left-right flip of a brain swaps hemispheres, which is harmless for tumour segmentation.
 
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
+    Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
     _check_rng(rng)
@@ -138,7 +135,7 @@ def random_flip(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generato
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 
-def random_rot90(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
+def random_rot90(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                  plane: Tuple[int, int] = (0, 1)) -> Pair:
     """Rotate image and label together by 90, 180 or 270 degrees in one spatial ``plane``.
 
@@ -146,7 +143,7 @@ def random_rot90(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generat
     A 90-degree rotation swaps the two axes, so a non-square plane changes shape.
 
     Shape: image (C, *spatial), label (*spatial) -> same, with the two plane axes possibly swapped.
-    Taught in week 2.
+    Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
     a, b = plane
@@ -188,7 +185,7 @@ def _warp_pair(image: np.ndarray, label: np.ndarray, *, coords=None, matrix=None
     return new_image, new_label
 
 
-def random_affine(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
+def random_affine(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                   max_rotation_deg: float = 10.0, max_scale: float = 0.1,
                   max_translation_voxels: float = 4.0, padding_mode: str = "nearest") -> Pair:
     """Small random rotation, isotropic scaling and translation about the centre of the image.
@@ -202,7 +199,7 @@ def random_affine(image: np.ndarray, label: np.ndarray, *, rng: np.random.Genera
     and "reflect" never add a label value, "constant" adds background 0.
 
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
+    Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
     _check_padding_mode(padding_mode)
@@ -220,30 +217,7 @@ def random_affine(image: np.ndarray, label: np.ndarray, *, rng: np.random.Genera
     return _warp_pair(image, label, matrix=matrix, offset=offset, padding_mode=padding_mode)
 
 
-def _smooth_random_field(shape: Tuple[int, ...], *, grid_spacing: float, rng: np.random.Generator,
-                         amplitude: float) -> np.ndarray:
-    """A smooth random field: uniform values in [-amplitude, amplitude] on a coarse grid, cubic-interpolated.
-
-    The coarse grid has one control point every ``grid_spacing`` voxels (at least 2 per axis). The
-    interpolation is separable: along each axis a cubic spline through the control points, written as
-    a small matrix (fine points x control points) that is applied with ``np.tensordot``.
-    """
-    coarse_shape = tuple(1 if n == 1 else max(2, int(round((n - 1) / grid_spacing)) + 1) for n in shape)
-    field = rng.uniform(-amplitude, amplitude, size=coarse_shape)
-    for axis, (n, c) in enumerate(zip(shape, coarse_shape)):
-        fine = np.arange(n, dtype=np.float64)
-        if c == 1:
-            weights = np.ones((1, 1))
-        elif c == 2:                                   # two control points: a straight line
-            t = fine / (n - 1)
-            weights = np.stack([1.0 - t, t], axis=1)
-        else:                                          # spline through the identity = interpolation weights
-            weights = interpolate.CubicSpline(np.linspace(0.0, n - 1.0, c), np.eye(c))(fine)
-        field = np.moveaxis(np.tensordot(weights, field, axes=([1], [axis])), 0, axis)
-    return field
-
-
-def random_elastic(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
+def random_elastic(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                    grid_spacing_voxels: float = 16.0, max_displacement_voxels: float = 3.0,
                    padding_mode: str = "nearest") -> Pair:
     """Elastic deformation: every voxel moves by a smooth random displacement field.
@@ -254,7 +228,7 @@ def random_elastic(image: np.ndarray, label: np.ndarray, *, rng: np.random.Gener
     cubic splines may overshoot the maximum by up to about a third). Image linear, label nearest-neighbour.
 
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
+    Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
     _check_padding_mode(padding_mode)
@@ -271,155 +245,30 @@ def random_elastic(image: np.ndarray, label: np.ndarray, *, rng: np.random.Gener
     return _warp_pair(image, label, coords=coords, padding_mode=padding_mode)
 
 
-# ---------------------------------------------------------------------------- intensity transforms
-def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """A non-empty boolean (*spatial) mask matching image (C, *spatial), else ValueError."""
-    mask = np.asarray(mask)
-    if mask.shape != image.shape[1:]:
-        raise ValueError(f"mask must have the spatial shape of image, got mask shape {mask.shape} "
-                         f"and image shape {image.shape}")
-    mask = mask.astype(bool)
-    if not mask.any():
-        raise ValueError("mask is empty (no foreground voxel): no voxels to compute statistics over")
-    return mask
-
-
-def zscore_normalise(image: np.ndarray, *, mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Standardise each channel to mean 0, standard deviation 1 inside ``mask``; outside set to 0.
-
-    ``mask`` (*spatial, bool) is the brain (foreground) mask; by default the voxels where any channel
-    is > 0 (skull-stripped MRI has an exact 0 background). Statistics are taken inside the mask only,
-    so the amount of background does not change them.
-
-    Shape: image (C, *spatial), mask (*spatial) -> (C, *spatial) float32.
-    Taught in week 2.
-    """
-    image = _check_image(image)
-    mask = _check_mask(np.any(image > 0, axis=0) if mask is None else mask, image)
-    out = np.zeros_like(image)
-    for c, channel in enumerate(image):
-        values = channel[mask].astype(np.float64)
-        std = values.std()
-        if std < 1e-8 * max(1.0, abs(values.mean())):
-            raise ValueError(f"image channel {c} is constant inside the mask (value {values.mean():g}); "
-                             "cannot normalise a constant image")
-        out[c][mask] = (values - values.mean()) / std
-    return out
-
-
-def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.5,
-                    mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Clip each channel to its ``lower`` and ``upper`` percentiles (tames outliers).
-
-    The percentiles are taken over the voxels in ``mask`` (*spatial, bool), or over all voxels when
-    ``mask`` is None. For skull-stripped MRI pass the brain mask (e.g. ``np.any(image > 0, axis=0)``):
-    otherwise the zero background dominates the low percentiles and the lower clip is always 0.
-    Every voxel is clipped, inside the mask or not.
-
-    Shape: image (C, *spatial), mask (*spatial) -> (C, *spatial) float32.
-    Taught in week 2.
-    """
-    image = _check_image(image)
-    if not 0.0 <= lower < upper <= 100.0:
-        raise ValueError(f"lower and upper must satisfy 0 <= lower < upper <= 100, got {lower} and {upper}")
-    if mask is not None:
-        mask = _check_mask(mask, image)
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
-        values = channel[mask] if mask is not None else channel
-        low, high = np.percentile(values, [lower, upper])
-        out[c] = np.clip(channel, low, high)
-    return out
-
-
-def random_gamma(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
-                 max_log_gamma: float = 0.3) -> Pair:
-    """Random gamma (contrast) change per channel: rescale to [0, 1], raise to ``gamma``, scale back.
-
-    ``log(gamma)`` is uniform in ``[-max_log_gamma, max_log_gamma]``; minimum and maximum of each
-    channel are kept. The label is returned unchanged.
-
-    Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
-    """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
-        gamma = np.exp(rng.uniform(-max_log_gamma, max_log_gamma))
-        low, high = channel.min(), channel.max()
-        if high - low <= 0:
-            out[c] = channel
-            continue
-        out[c] = low + (high - low) * ((channel - low) / (high - low)) ** gamma
-    return out, label
-
-
-def random_noise(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
-                 max_relative_std: float = 0.1) -> Pair:
-    """Add Gaussian noise to each channel, its std a random fraction of that channel's std.
-
-    The fraction is uniform in ``[0, max_relative_std]``. The label is returned unchanged.
-
-    Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
-    """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
-        sigma = rng.uniform(0.0, max_relative_std) * float(channel.std())
-        out[c] = channel + rng.normal(0.0, sigma, size=channel.shape).astype(np.float32)
-    return out, label
-
-
-def random_bias_field(image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator, p: float = 0.5,
-                      max_log_gain: float = 0.3, grid_spacing_voxels: float = 32.0) -> Pair:
-    """Multiply each channel by a smooth random gain field, as an MRI coil bias field does.
-
-    The field is ``exp(f)`` with ``f`` smooth, drawn uniformly in ``[-max_log_gain, max_log_gain]``
-    on a coarse grid (one control point every ``grid_spacing_voxels``). The label is unchanged.
-
-    Shape: image (C, *spatial), label (*spatial) -> same shapes.
-    Taught in week 2.
-    """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
-        log_gain = _smooth_random_field(label.shape, grid_spacing=grid_spacing_voxels, rng=rng,
-                                        amplitude=max_log_gain)
-        out[c] = channel * np.exp(log_gain).astype(np.float32)
-    return out, label
-
-
 # ------------------------------------------------------------------------------------- pipelines
-def compose(*transforms: Callable[..., Pair]) -> PairTransform:
-    """Chain random transforms into one callable ``(image, label, rng) -> (image, label)``.
+def compose(*transforms: Transform) -> Transform:
+    """Chain transforms into one transform ``(image, label, rng) -> (image, label)``.
 
-    Each transform is called as ``t(image, label, rng=rng)``; bind options with
+    Each step must follow the protocol (module docstring) and is called as ``t(image, label, rng)``
+    with the same ``rng``; bind a random transform's options with
     ``functools.partial(random_affine, p=0.3, max_rotation_deg=15)``.
 
     Shape: image (C, *spatial), label (*spatial) -> image (C, *spatial'), label (*spatial').
-    Taught in week 2.
+    Used in week 2 through `brain_augmentation`.
     """
-    for t in transforms:
-        if not callable(t):
-            raise TypeError(f"compose expects callables (image, label, *, rng), got {type(t).__name__}")
+    for i, t in enumerate(transforms):
+        _check_transform(t, name=f"compose step {i}")
 
     def pipeline(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:
         image, label = _check_pair(image, label)
-        for t in transforms:
-            image, label = t(image, label, rng=rng)
+        for i, t in enumerate(transforms):
+            image, label = _call_transform(t, image, label, rng, name=f"compose step {i}")
         return image, label
 
     return pipeline
 
 
-def brain_augmentation(spatial_dims: int) -> PairTransform:
+def brain_augmentation(spatial_dims: int) -> Transform:
     """The course's augmentation for brain MRI (2D slices or 3D volumes/patches), applied after z-scoring.
 
     Flip left-right (axis 0 of a RAS volume), 90-degree rotations in the axial plane, small affine,
@@ -450,7 +299,7 @@ def brain_augmentation(spatial_dims: int) -> PairTransform:
     return pipeline
 
 
-def skin_augmentation() -> PairTransform:
+def skin_augmentation() -> Transform:
     """The course's augmentation for 2D dermoscopy images (3, H, W) in [0, 1].
 
     Lesions have no preferred orientation, so all flips and 90-degree rotations are allowed; small
@@ -458,7 +307,6 @@ def skin_augmentation() -> PairTransform:
     field mimic lighting. Intensities are clipped back to [0, 1].
 
     Shape: image (3, H, W), label (H, W) -> same (square images keep their shape).
-    Taught in week 2.
     """
     steps = compose(
         functools.partial(random_flip, p=0.5),

@@ -13,7 +13,7 @@ import torch
 
 from medseg_edu.data.io import list_brain_cases, load_brain_case
 from medseg_edu.data.nifti import load_nifti
-from medseg_edu.demo import SliceTensors, run_demo, stack_training_slices
+from medseg_edu.demo import run_demo
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +77,6 @@ def test_demo_model_checkpoint_loads_back(demo_run):
     assert read_checkpoint(out / "model.pt")["extra"]["seed"] == 0
     with torch.no_grad():
         assert net(torch.zeros(1, 4, 16, 16)).shape == (1, 4, 16, 16)
-
-
-def test_stack_training_slices_keeps_tumour_slices():
-    label = np.zeros((6, 5, 4), np.uint8)
-    label[1:3, 1:3, 2] = 1                        # tumour only in slice z=2
-    image = np.arange(4 * 6 * 5 * 4, dtype=np.float32).reshape(4, 6, 5, 4)
-    images, labels = stack_training_slices([{"image": image, "label": label}], empty_fraction=0.0, seed=0)
-    assert images.shape == (1, 4, 6, 5) and labels.shape == (1, 1, 6, 5)
-    np.testing.assert_array_equal(images[0].numpy(), image[..., 2])
-    np.testing.assert_array_equal(labels[0, 0].numpy(), label[..., 2])
-    assert labels.dtype == torch.int64
-
-
-def test_slice_tensors_flips_image_and_label_together():
-    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
-    labels = (images > 20).long()
-    data = SliceTensors(images, labels, augment=True)
-    torch.manual_seed(0)
-    for _ in range(10):
-        item = data[1]
-        assert torch.equal(item["label"], (item["image"] > 20).long())
-    with pytest.raises(ValueError, match="images must be"):
-        SliceTensors(images, labels[:1])
 
 
 def test_quick_and_full_exclude_each_other(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from medseg_edu.data.phantoms import make_brain_case, make_skin_case
 from medseg_edu.models import UNet
 from medseg_edu.models.pretrained import PRETRAINED_DIR, list_pretrained, load_pretrained, pretrained_info
-from medseg_edu.transforms import zscore_normalise
+from medseg_edu.intensity import zscore_normalise
 
 NAMES = ["brain2d_unet", "brain3d_unet", "skin2d_unet"]
 FRESH_SEED = 1000          # the training data used seeds 0.. (builtin data sets); these cases are new

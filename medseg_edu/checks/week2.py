@@ -2,7 +2,7 @@
 
 Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
 package's reference (:func:`medseg_edu.data.datasets.sample_patch`,
-:func:`medseg_edu.transforms.zscore_normalise`, :func:`medseg_edu.transforms.random_rot90`,
+:func:`medseg_edu.intensity.zscore_normalise`, :func:`medseg_edu.transforms.random_rot90`,
 :func:`medseg_edu.inference.predict_slices`, :func:`medseg_edu.inference.sliding_window_inference`)
 and prints ``"exN looks right"``. When something is off it raises ``AssertionError`` with a message
 that says what is wrong (shape, alignment, a property) -- never the expected values.
@@ -19,7 +19,8 @@ import torch
 from medseg_edu.checks import answer_array, self_check
 from medseg_edu.data.datasets import sample_patch
 from medseg_edu.inference import predict_slices, sliding_window_inference, window_starts
-from medseg_edu.transforms import random_rot90, zscore_normalise
+from medseg_edu.intensity import zscore_normalise
+from medseg_edu.transforms import random_rot90
 
 __all__ = [
     "check_get_sub_volume",
@@ -185,7 +186,7 @@ def check_standardise(standardise: Callable, *, seed: int = 0) -> None:
 
     Brain voxels are those where any channel is non-zero; background stays 0; a channel that is
     constant inside the brain becomes 0 (no division by a zero standard deviation). Compared with
-    :func:`medseg_edu.transforms.zscore_normalise`.
+    :func:`medseg_edu.intensity.zscore_normalise`.
 
     Shape: image (C, *spatial) -> (C, *spatial) float.
     Taught in week 2.

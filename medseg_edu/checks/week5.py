@@ -2,7 +2,7 @@
 
 Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
 reference below (or with the package: :func:`medseg_edu.data.splits.check_no_leakage`,
-:func:`medseg_edu.transforms.zscore_normalise`, :func:`medseg_edu.clinical.net_benefit`) and prints
+:func:`medseg_edu.intensity.zscore_normalise`, :func:`medseg_edu.clinical.net_benefit`) and prints
 ``"exN looks right"``. When something is off it raises ``AssertionError`` with a message that says
 *what* is wrong (leakage, a range, a property, a sign, the units) -- never the expected number.
 
@@ -17,7 +17,7 @@ import numpy as np
 from medseg_edu.checks import self_check
 from medseg_edu.clinical import net_benefit
 from medseg_edu.data.splits import check_no_leakage
-from medseg_edu.transforms import zscore_normalise
+from medseg_edu.intensity import zscore_normalise
 
 __all__ = [
     "reference_drop_ci",
@@ -218,7 +218,7 @@ def _random_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def check_zscore_in_mask(zscore_in_mask: Callable, *, seed: int = 0) -> None:
     """Check ``zscore_in_mask(image, mask) -> array``: per channel mean 0 / std 1 inside, 0 outside.
 
-    Compared with :func:`medseg_edu.transforms.zscore_normalise` (population std, ddof=0).
+    Compared with :func:`medseg_edu.intensity.zscore_normalise` (population std, ddof=0).
 
     Shape: image (C, *spatial), mask (*spatial) bool -> (C, *spatial) float.
     Taught in week 5.

@@ -5,42 +5,35 @@ The Dataset classes are thin: they look up a case, call a plain function that do
 Every item is a dict ``{"image": float32 (C, *spatial), "label": int64 (1, *spatial), "case_id": str,
 ...}``, so a DataLoader batch is ``image (N, C, *spatial)`` and ``label (N, 1, *spatial)``.
 
-``transform`` is any callable ``transform(image, label) -> (image, label)`` on numpy arrays
-(image channel-first, label without channel axis), e.g. from ``medseg_edu.transforms``; it is applied
-to each item after slicing/patching/resizing, so random augmentation differs on every access.
+``transform`` follows the course's transform protocol ``transform(image, label, rng) -> (image, label)``
+on numpy arrays, written down once in :mod:`medseg_edu.transforms` (with how the ``rng`` of each item is
+made from the dataset's ``seed``, the epoch set by ``set_epoch`` and the item's index, and what that
+means for DataLoader workers). It is applied to each item after slicing, patching or resizing.
 
-Taught in week 2 (volumes, slices, patches) and week 3 (skin images; used again in weeks 4 and 6).
+Taught in week 2 (brain slices and patches) and week 3 (skin images).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from medseg_edu.arguments import check_int
 from medseg_edu.data.io import BRAIN_CHANNELS, list_brain_cases, list_skin_cases, load_brain_case, load_skin_case
+from medseg_edu.transforms import Transform, _call_transform, _check_transform
 
-__all__ = [
-    "select_slices",
-    "sample_patch",
-    "resize_image_and_label",
-    "BrainVolumes",
-    "BrainSlices",
-    "BrainPatches",
-    "SkinImages",
-]
+__all__ = ["select_slices", "sample_patch", "resize_image_and_label", "BrainVolumes", "BrainSlices",
+           "BrainPatches", "SkinImages"]
 
-Transform = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
 CasesLike = Union[pd.DataFrame, str, "os.PathLike[str]"]
 
 
-# --------------------------------------------------------------------------------------------
-# Plain functions: the actual work
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------ plain functions: the actual work
 
 def select_slices(label: np.ndarray, *, empty_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Indices of axial slices (last axis) to keep: every slice with tumour plus a share of empty ones.
@@ -51,7 +44,7 @@ def select_slices(label: np.ndarray, *, empty_fraction: float, rng: np.random.Ge
 
     Shape: label (X, Y, Z) -> sorted int64 indices into Z.
 
-    Taught in week 2.
+    Used in week 2 through `BrainSlices`.
     """
     label = np.asarray(label)
     if label.ndim != 3:
@@ -121,7 +114,7 @@ def resize_image_and_label(image: np.ndarray, label: np.ndarray, *,
 
     Shape: image (C, H, W), label (H, W) -> image (C, *size) float32, label (*size) same dtype.
 
-    Taught in week 3.
+    Used in week 3 through `SkinImages`.
     """
     image = np.asarray(image)
     label = np.asarray(label)
@@ -138,16 +131,14 @@ def resize_image_and_label(image: np.ndarray, label: np.ndarray, *,
     return resized.numpy(), resized_label.numpy().astype(label.dtype)
 
 
-# --------------------------------------------------------------------------------------------
-# Helpers shared by the Dataset classes
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------- helpers shared by the Datasets
 
 def _cases_table(cases: CasesLike, *, lister: Callable[[Any], pd.DataFrame], id_column: str,
-                 path_columns: tuple[str, str]) -> pd.DataFrame:
+                 path_columns: tuple[str, str], expected: str = "a pandas DataFrame or a folder path") -> pd.DataFrame:
     if isinstance(cases, (str, os.PathLike)):
         cases = lister(Path(cases))
     if not isinstance(cases, pd.DataFrame):
-        raise TypeError(f"cases must be a pandas DataFrame or a folder path, got {type(cases).__name__}")
+        raise TypeError(f"cases must be {expected}, got {type(cases).__name__}")
     missing = [c for c in (id_column,) + path_columns if c not in cases.columns]
     if missing:
         raise ValueError(f"cases must have columns {[id_column, *path_columns]}, missing {missing}")
@@ -156,16 +147,35 @@ def _cases_table(cases: CasesLike, *, lister: Callable[[Any], pd.DataFrame], id_
     return cases.reset_index(drop=True)
 
 
-def _require_labels(cases: pd.DataFrame, column: str, id_column: str) -> None:
-    unlabelled = cases.loc[cases[column].isna(), id_column].tolist()
-    if unlabelled:
-        raise ValueError(f"every case needs a label file in column {column!r}, got none for {unlabelled[:5]}")
+def _memory_cases(cases: Sequence[Any]) -> list[dict[str, Any]]:
+    """Check a list of in-memory brain cases: dicts with image (C, X, Y, Z) and label (X, Y, Z) or None."""
+    if len(cases) == 0:
+        raise ValueError("cases must hold at least one case, got an empty list")
+    checked = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, Mapping) or "image" not in case:
+            raise TypeError(f"cases[{i}] must be a dict with 'image' (C, X, Y, Z) and 'label' (X, Y, Z), "
+                            f"got {type(case).__name__}" + (f" with keys {sorted(case)}" if isinstance(case, Mapping) else ""))
+        image, label = np.asarray(case["image"]), case.get("label")
+        if image.ndim != 4 or (label is not None and np.shape(label) != image.shape[1:]):
+            raise ValueError(f"cases[{i}] must have image (C, X, Y, Z) and label (X, Y, Z), got shapes "
+                             f"{image.shape} and {None if label is None else np.shape(label)}")
+        checked.append({**case, "image": image, "label": label,
+                        "case_id": str(case.get("case_id", f"case_{i:03d}"))})
+    return checked
 
 
-def _to_item(image: Any, label: Any, transform: Optional[Transform]) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_index(index: int, length: int) -> int:
+    if not -length <= index < length:
+        raise IndexError(f"index must be in 0..{length - 1}, got {index}")
+    return index % length
+
+
+def _to_item(image: Any, label: Any, transform: Optional[Transform],
+             rng: Optional[np.random.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the transform, then make float32 image (C, *sp) and int64 label (1, *sp) tensors."""
     if transform is not None:
-        image, label = transform(image, label)
+        image, label = _call_transform(transform, image, label, rng)
     image = torch.as_tensor(np.ascontiguousarray(image) if isinstance(image, np.ndarray) else image)
     label = torch.as_tensor(np.ascontiguousarray(label) if isinstance(label, np.ndarray) else label)
     if label.shape != image.shape[1:]:
@@ -174,69 +184,122 @@ def _to_item(image: Any, label: Any, transform: Optional[Transform]) -> tuple[to
     return image.to(torch.float32), label.to(torch.int64)[None]
 
 
-class _BrainCaseStore:
-    """Loads brain cases by row number, keeping them in memory when ``cache`` is True."""
+class _SeededDataset(Dataset):
+    """What the datasets share: a protocol ``transform`` and the rng of each item, from (seed, epoch, index)."""
 
-    def __init__(self, cases: CasesLike, *, cache: bool):
-        self.cases = _cases_table(cases, lister=list_brain_cases, id_column="case_id",
-                                  path_columns=("image_path", "label_path"))
-        self.cache = cache
+    def _init_seeding(self, transform: Optional[Transform], seed: int) -> None:
+        _check_transform(transform)
+        self.transform = transform
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s randomness: item ``i`` then gets ``np.random.default_rng([seed, epoch, i])``.
+
+        :func:`medseg_edu.training.fit` calls it at the start of every epoch, so augmentation (and
+        :class:`BrainPatches`' patches) change from epoch to epoch and repeat exactly when a run is
+        repeated; the rule and DataLoader workers are explained in :mod:`medseg_edu.transforms`.
+        """
+        self.epoch = check_int(epoch, "epoch", minimum=0)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _item(self, image: Any, label: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _to_item(image, label, self.transform, None if self.transform is None else self._rng(index))
+
+
+class _BrainCaseStore:
+    """Brain cases by row number, from disk (a table or folder) or from memory (a list of case dicts).
+
+    ``volume_transform`` (protocol of :mod:`medseg_edu.transforms`) is applied to each whole case with
+    ``rng = np.random.default_rng([seed, row])``; with ``cache`` the result is kept in memory.
+    """
+
+    def __init__(self, cases: Any, *, cache: bool, in_memory: bool = False,
+                 volume_transform: Optional[Transform] = None, seed: int = 0):
+        self.memory = None
+        if in_memory and isinstance(cases, (list, tuple)):
+            self.memory = _memory_cases(cases)
+            self.case_ids = [c["case_id"] for c in self.memory]
+            self.unlabelled = [c["case_id"] for c in self.memory if c["label"] is None]
+        else:
+            expected = ("a pandas DataFrame, a folder path or a list of case dicts" if in_memory
+                        else "a pandas DataFrame or a folder path")
+            self.cases = _cases_table(cases, lister=list_brain_cases, id_column="case_id",
+                                      path_columns=("image_path", "label_path"), expected=expected)
+            self.case_ids = [str(c) for c in self.cases["case_id"]]
+            self.unlabelled = [str(c) for c in self.cases.loc[self.cases["label_path"].isna(), "case_id"]]
+        _check_transform(volume_transform, name="volume_transform")
+        self.volume_transform, self.seed, self.cache = volume_transform, seed, cache
         self._loaded: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
-        return len(self.cases)
+        return len(self.case_ids)
+
+    def require_labels(self) -> None:
+        if self.unlabelled:
+            where = "a 'label' array" if self.memory is not None else "a label file in column 'label_path'"
+            raise ValueError(f"every case needs {where}, got none for {self.unlabelled[:5]}")
 
     def load(self, row: int) -> dict[str, Any]:
         if row in self._loaded:
             return self._loaded[row]
-        record = self.cases.iloc[row]
-        label_path = None if pd.isna(record["label_path"]) else record["label_path"]
-        case = load_brain_case(record["image_path"], label_path)
-        case["case_id"] = str(record["case_id"])
+        if self.memory is not None:
+            case = dict(self.memory[row])
+        else:
+            record = self.cases.iloc[row]
+            label_path = None if pd.isna(record["label_path"]) else record["label_path"]
+            case = load_brain_case(record["image_path"], label_path)
+            case["case_id"] = self.case_ids[row]
+        if self.volume_transform is not None:
+            case["image"], case["label"] = _call_transform(
+                self.volume_transform, case["image"], case["label"], np.random.default_rng([self.seed, row]),
+                name="volume_transform")
         if self.cache:
             self._loaded[row] = case
         return case
 
 
-# --------------------------------------------------------------------------------------------
-# Datasets
-# --------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------- Datasets
 
-class BrainVolumes(Dataset):
+class BrainVolumes(_SeededDataset):
     """Whole 3D brain volumes of an MSD-layout data set, one item per case.
 
     ``cases`` is a table from ``list_brain_cases`` (or a subset of it, e.g. one split) or the data
     set folder. Cases without a label file yield items without a ``"label"`` key (for inference);
-    for them ``transform`` is called as ``transform(image, None)`` and must accept that.
+    for them ``transform`` is called as ``transform(image, None, rng)`` and must accept that.
 
     Shape: item image (4, X, Y, Z) float32, label (1, X, Y, Z) int64, plus "case_id",
     "spacing_mm" (3 floats), "affine" (4x4 float64 tensor).
-
-    Taught in week 2.
     """
 
-    def __init__(self, cases: CasesLike, *, transform: Optional[Transform] = None, cache: bool = True):
+    def __init__(self, cases: CasesLike, *, transform: Optional[Transform] = None, seed: int = 0,
+                 cache: bool = True):
         self.store = _BrainCaseStore(cases, cache=cache)
-        self.transform = transform
+        self._init_seeding(transform, seed)
 
     def __len__(self) -> int:
         return len(self.store)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = _check_index(index, len(self))
         case = self.store.load(index)
         item = {"case_id": case["case_id"], "spacing_mm": case["spacing_mm"],
                 "affine": torch.as_tensor(case["affine"], dtype=torch.float64)}
         if case["label"] is None:
-            image = case["image"] if self.transform is None else self.transform(case["image"], None)[0]
+            image = case["image"]
+            if self.transform is not None:
+                image = _call_transform(self.transform, image, None, self._rng(index))[0]
             item["image"] = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)
         else:
-            item["image"], item["label"] = _to_item(case["image"], case["label"], self.transform)
+            item["image"], item["label"] = self._item(case["image"], case["label"], index)
         return item
 
 
-def _channel_indices(channels: Optional[Sequence[Union[int, str]]]) -> list[int]:
+def _channel_indices(channels: Optional[Sequence[Union[int, str]]]) -> Union[list[int], slice]:
     if channels is None:
-        return list(range(len(BRAIN_CHANNELS)))
+        return slice(None)
     indices = []
     for channel in channels:
         if isinstance(channel, str):
@@ -253,29 +316,42 @@ def _channel_indices(channels: Optional[Sequence[Union[int, str]]]) -> list[int]
     return indices
 
 
-class BrainSlices(Dataset):
+class BrainSlices(_SeededDataset):
     """2D axial slices (along the last spatial axis, z) of brain volumes, for 2D U-Nets.
 
+    ``cases``: a table from ``list_brain_cases`` (or a subset of it), the data set folder, or cases
+    already in memory, a list of dicts with ``"image"`` (C, X, Y, Z), ``"label"`` (X, Y, Z) and
+    optionally ``"case_id"``. ``volume_transform`` (the protocol of :mod:`medseg_edu.transforms`) is
+    applied once to each whole volume before slicing, e.g. to standardise it with statistics of the
+    whole brain, or to map labels to a region; ``transform`` to each slice (augmentation).
     ``empty_fraction=None`` keeps every slice; a number keeps all slices with tumour plus that random
-    share of the empty ones (see ``select_slices``), chosen once with ``seed``. ``channels`` selects
-    sequences by name ("FLAIR", ...) or index.
+    share of the empty ones (see ``select_slices``), chosen once with ``seed``, case by case in order.
+    ``channels`` selects sequences by name ("FLAIR", ...) or index; default all channels.
+
+    Example:
+        >>> def standardise(image, label, rng):
+        ...     return zscore_normalise(image), label
+        >>> slices = BrainSlices(root, empty_fraction=0.1, volume_transform=standardise,
+        ...                      transform=brain_augmentation(2))              # doctest: +SKIP
 
     Shape: item image (C, X, Y) float32, label (1, X, Y) int64, plus "case_id", "slice_index".
 
-    Taught in week 2.
+    Taught in week 2. Used in week 5 through `train_slice_model`.
     """
 
-    def __init__(self, cases: CasesLike, *, channels: Optional[Sequence[Union[int, str]]] = None,
-                 empty_fraction: Optional[float] = None, seed: int = 0,
+    def __init__(self, cases: Union[CasesLike, Sequence[Mapping[str, Any]]], *,
+                 channels: Optional[Sequence[Union[int, str]]] = None, empty_fraction: Optional[float] = None,
+                 seed: int = 0, volume_transform: Optional[Transform] = None,
                  transform: Optional[Transform] = None, cache: bool = True):
-        self.store = _BrainCaseStore(cases, cache=cache)
-        _require_labels(self.store.cases, "label_path", "case_id")
+        self._init_seeding(transform, seed)
+        self.store = _BrainCaseStore(cases, cache=cache, in_memory=True, volume_transform=volume_transform,
+                                     seed=self.seed)
+        self.store.require_labels()
         self.channels = _channel_indices(channels)
-        self.transform = transform
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(self.seed)
         index = []
         for row in range(len(self.store)):
-            label = self.store.load(row)["label"]
+            label = np.asarray(self.store.load(row)["label"])
             if empty_fraction is None:
                 slices = np.arange(label.shape[-1])
             else:
@@ -287,18 +363,20 @@ class BrainSlices(Dataset):
         return len(self.index)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = _check_index(index, len(self))
         row, z = self.index[index]
         case = self.store.load(row)
-        image, label = _to_item(case["image"][self.channels, :, :, z], case["label"][:, :, z], self.transform)
+        image, label = self._item(case["image"][self.channels, :, :, z], case["label"][:, :, z], index)
         return {"image": image, "label": label, "case_id": case["case_id"], "slice_index": z}
 
 
-class BrainPatches(Dataset):
+class BrainPatches(_SeededDataset):
     """Random 3D patches of brain volumes with a minimum tumour fraction (see ``sample_patch``).
 
-    Item ``i`` is patch number ``i % patches_per_volume`` of case ``i // patches_per_volume``, drawn
-    with a generator seeded by ``(seed, i)``: the same index always gives the same patch, whatever
-    the order or the DataLoader workers. Change ``seed`` (e.g. per epoch) to draw new patches.
+    Item ``i`` is patch number ``i % patches_per_volume`` of case ``i // patches_per_volume``, cut
+    (then transformed) with the item's rng ``np.random.default_rng([seed, epoch, i])`` (see
+    :mod:`medseg_edu.transforms`): the same index gives the same patch, whatever the order or the
+    DataLoader workers, and ``set_epoch`` (called by ``fit``) draws new patches every epoch.
 
     Shape: item image (4, *patch_size) float32, label (1, *patch_size) int64, plus "case_id",
     "corner" (start index per axis).
@@ -310,43 +388,39 @@ class BrainPatches(Dataset):
                  min_tumour_fraction: float = 0.0, max_tries: int = 1000, seed: int = 0,
                  transform: Optional[Transform] = None, cache: bool = True):
         self.store = _BrainCaseStore(cases, cache=cache)
-        _require_labels(self.store.cases, "label_path", "case_id")
+        self.store.require_labels()
         self.patch_size = tuple(int(p) for p in patch_size)
         if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
             raise ValueError(f"patch_size must be 3 positive integers (X, Y, Z), got {tuple(patch_size)}")
-        if patches_per_volume < 1:
-            raise ValueError(f"patches_per_volume must be >= 1, got {patches_per_volume}")
         if not 0.0 <= min_tumour_fraction <= 1.0:
             raise ValueError(f"min_tumour_fraction must be in [0, 1], got {min_tumour_fraction}")
-        self.patches_per_volume = patches_per_volume
+        self.patches_per_volume = check_int(patches_per_volume, "patches_per_volume", minimum=1)
         self.min_tumour_fraction = min_tumour_fraction
         self.max_tries = max_tries
-        self.seed = seed
-        self.transform = transform
+        self._init_seeding(transform, seed)
 
     def __len__(self) -> int:
         return len(self.store) * self.patches_per_volume
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index must be in 0..{len(self) - 1}, got {index}")
+        index = _check_index(index, len(self))
         case = self.store.load(index // self.patches_per_volume)
-        rng = np.random.default_rng([self.seed, index])
+        rng = self._rng(index)
         try:
             image, label, corner = sample_patch(case["image"], case["label"], patch_size=self.patch_size,
                                                 min_tumour_fraction=self.min_tumour_fraction, rng=rng,
                                                 max_tries=self.max_tries)
         except ValueError as error:
             raise ValueError(f"case {case['case_id']}: {error}") from error
-        image, label = _to_item(image, label, self.transform)
+        image, label = _to_item(image, label, self.transform, rng)
         return {"image": image, "label": label, "case_id": case["case_id"], "corner": corner}
 
 
-class SkinImages(Dataset):
+class SkinImages(_SeededDataset):
     """Dermoscopy images and lesion masks of an ISIC-layout data set, one item per image.
 
     With ``size=(H, W)`` every image is resized (bilinear) and its mask too (nearest-neighbour), so
-    images of different sizes can be batched.
+    images of different sizes can be batched; ``transform`` is applied after resizing.
 
     Shape: item image (3, H, W) float32 in [0, 1], label (1, H, W) int64 in {0, 1}, plus "case_id"
     (the ISIC image id).
@@ -355,23 +429,26 @@ class SkinImages(Dataset):
     """
 
     def __init__(self, cases: CasesLike, *, size: Optional[tuple[int, int]] = None,
-                 transform: Optional[Transform] = None):
-        self.cases = _cases_table(cases, lister=list_skin_cases, id_column="image_id",
+                 transform: Optional[Transform] = None, seed: int = 0):
+        self.cases = _cases_table(cases, lister=list_skin_cases, id_column="case_id",
                                   path_columns=("image_path", "mask_path"))
-        _require_labels(self.cases, "mask_path", "image_id")
+        unlabelled = self.cases.loc[self.cases["mask_path"].isna(), "case_id"].tolist()
+        if unlabelled:
+            raise ValueError(f"every case needs a label file in column 'mask_path', got none for {unlabelled[:5]}")
         if size is not None and (len(tuple(size)) != 2 or any(int(s) < 1 for s in size)):
             raise ValueError(f"size must be None or (height, width) with positive entries, got {size}")
         self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.transform = transform
+        self._init_seeding(transform, seed)
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = _check_index(index, len(self))
         record = self.cases.iloc[index]
         case = load_skin_case(record["image_path"], record["mask_path"])
         image, label = case["image"], case["label"]
         if self.size is not None:
             image, label = resize_image_and_label(image, label, size=self.size)
-        image, label = _to_item(image, label, self.transform)
-        return {"image": image, "label": label, "case_id": str(record["image_id"])}
+        image, label = self._item(image, label, index)
+        return {"image": image, "label": label, "case_id": str(record["case_id"])}
