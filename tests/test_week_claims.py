@@ -378,10 +378,7 @@ def false_claims(package: str = PACKAGE, course: Path = COURSE) -> List[str]:
     index = _by_name(package)
     report: List[str] = []
     for owner in docstring_owners(package):
-        doc = owner.obj.__doc__ if owner.name else owner.obj.__doc__
-        if owner.name and isinstance(owner.obj, property):
-            doc = owner.obj.__doc__
-        claims, problems = parse_claims(doc)
+        claims, problems = parse_claims(owner.obj.__doc__)
         where = f"{owner.module}{'.' + owner.name if owner.name else ' (module)'}"
         if owner.name:  # prose may mention weeks in a module's overview; not in a function's docstring
             report.extend(f"{where}: {problem}" for problem in problems)
@@ -535,7 +532,8 @@ def planted(tmp_path, monkeypatch):
     course.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("We call `never_used()` in prose only."),
-                nbformat.v4.new_code_cell("from plantedpkg.core import used_a, serves_b\nimport plantedpkg.core as core"),
+                nbformat.v4.new_code_cell("from plantedpkg.core import used_a, serves_b\n"
+                                          "import plantedpkg.core as core"),
                 nbformat.v4.new_code_cell("used_a()\nserves_b()\ncore.Thing()")]
     nbformat.write(nb, course / "week1_planted.ipynb")
     monkeypatch.syspath_prepend(str(tmp_path))
