@@ -1,6 +1,6 @@
 """Self-checks for the week-1 exercises (resampling, NCC, mutual information, a registration loop).
 
-Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
+Each ``check_*`` function calls the student's function on random inputs (seeded by ``seed``), compares it with the
 package's reference (:func:`medseg_edu.registration.resample`, :func:`~medseg_edu.similarity.ncc_score`,
 :func:`~medseg_edu.similarity.histogram_mutual_information`,
 :func:`~medseg_edu.registration.transform_error`) and prints ``"exN looks right"``. When something is

@@ -1,6 +1,6 @@
 """Self-checks for the week-2 exercises (sub-volumes, standardisation, paired rotation, reassembly).
 
-Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
+Each ``check_*`` function calls the student's function on random inputs (seeded by ``seed``), compares it with the
 package's reference (:func:`medseg_edu.data.datasets.sample_patch`,
 :func:`medseg_edu.intensity.zscore_normalise`, :func:`medseg_edu.transforms.random_rot90`,
 :func:`medseg_edu.inference.predict_slices`, :func:`medseg_edu.inference.sliding_window_inference`)

@@ -1,6 +1,6 @@
 """Self-checks for the week-3 exercises: the U-Net's building blocks, built by the student.
 
-Each check takes the student's class (not an instance), builds it with fresh random channel
+Each check takes the student's class (not an instance), builds it with (seeded) random channel
 counts, feeds it random tensors of random sizes and compares what it can observe -- output shapes,
 number of convolution layers, number of parameters, which inputs the output depends on, which
 parameters receive a gradient -- with the package's reference blocks in :mod:`medseg_edu.models`.

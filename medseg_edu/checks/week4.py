@@ -1,6 +1,6 @@
 """Self-checks for the week-4 exercises (losses and clinical metrics).
 
-Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
+Each ``check_*`` function calls the student's function on random inputs (seeded by ``seed``), compares it with the
 package's reference (:mod:`medseg_edu.metrics`, :mod:`medseg_edu.losses`) and prints
 ``"exN looks right"``. When something is off it raises ``AssertionError`` with a message that says
 what is wrong (type, range, a property such as symmetry, the empty-mask rule, the units) -- never

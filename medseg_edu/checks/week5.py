@@ -1,6 +1,6 @@
 """Self-checks for the week-5 exercises (external validation).
 
-Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
+Each ``check_*`` function calls the student's function on random inputs (seeded by ``seed``), compares it with the
 reference below (or with the package: :func:`medseg_edu.data.splits.check_no_leakage`,
 :func:`medseg_edu.intensity.zscore_normalise`, :func:`medseg_edu.clinical.net_benefit`) and prints
 ``"exN looks right"``. When something is off it raises ``AssertionError`` with a message that says

@@ -1,6 +1,6 @@
 """Self-checks for the week 6 exercises (subgroup bias, bootstrap intervals, inter-rater agreement).
 
-Each ``check_*`` function calls the student's function on fresh random inputs, compares it with the
+Each ``check_*`` function calls the student's function on random inputs (seeded by ``seed``), compares it with the
 reference below and prints "exN looks right", or raises AssertionError saying *what* is wrong (a
 shape, a property, a column) without giving away an expected number.
 
