@@ -80,6 +80,11 @@ class WeightedSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Passed on to the wrapped dataset (new augmentation every epoch, as ``fit`` asks)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.dataset[index]
         if not isinstance(item, dict):

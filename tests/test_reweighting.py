@@ -73,6 +73,19 @@ def test_weighted_samples_adds_the_weight():
         WeightedSamples(Items(3), [1.0, -1.0, 1.0])
 
 
+def test_weighted_samples_passes_set_epoch_on():
+    class WithEpoch(Items):
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    inner = WithEpoch(2)
+    WeightedSamples(inner, [1.0, 1.0]).set_epoch(4)
+    assert inner.epoch == 4
+    WeightedSamples(Items(2), [1.0, 1.0]).set_epoch(1)     # a dataset without epochs: nothing to do
+
+
 def test_fit_for_steps_budget_and_balanced_sampling():
     seen = []
 
