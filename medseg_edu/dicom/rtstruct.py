@@ -19,8 +19,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from medseg_edu.dicom._grid import PathLike, frames_to_grid, from_ras, grid_to_frames, load_grid, require, to_ras
-from medseg_edu.dicom.seg import check_label_names, check_mask
+from medseg_edu.dicom._grid import PathLike, frames_to_grid, load_grid, require, to_ras
+from medseg_edu.dicom.seg import mask_frames
 
 __all__ = ["write_rtstruct", "read_rtstruct"]
 
@@ -69,12 +69,7 @@ def write_rtstruct(mask: Any, source: Union[PathLike, Sequence[PathLike]], path:
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     from pydicom.valuerep import format_number_as_ds
 
-    datasets, affine_lps = load_grid(source, series_uid)
-    shape = to_ras(np.zeros((int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)), np.uint8),
-                   affine_lps)[0].shape
-    array = check_mask(mask, shape)
-    names = check_label_names({1: "tumour"} if labels is None else labels, array)
-    frames = grid_to_frames(from_ras(array, affine_lps))
+    datasets, affine_lps, names, frames = mask_frames(mask, source, series_uid, labels)
     first = datasets[0]
 
     def image_reference(ds: Any) -> Dataset:

@@ -51,6 +51,21 @@ def check_mask(mask: Any, shape: Sequence[int], name: str = "mask") -> np.ndarra
     return array
 
 
+def mask_frames(mask: Any, source: Union[PathLike, Sequence[PathLike]], series_uid: Optional[str],
+                labels: Optional[Mapping[int, str]]) -> tuple[list[Any], np.ndarray, dict[int, str], np.ndarray]:
+    """What both writers (SEG and RT-STRUCT) start from: the source series and its LPS affine, the
+    checked label names (default ``{1: "tumour"}``) and the mask as DICOM frames.
+
+    Shape: mask (X, Y, Z) on the source grid (RAS) -> frames (slices, rows, columns).
+    """
+    datasets, affine_lps = load_grid(source, series_uid)
+    shape = to_ras(np.zeros((int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)), np.uint8),
+                   affine_lps)[0].shape
+    array = check_mask(mask, shape)
+    names = check_label_names({1: "tumour"} if labels is None else labels, array)
+    return datasets, affine_lps, names, grid_to_frames(from_ras(array, affine_lps))
+
+
 def write_dicom_seg(mask: Any, source: Union[PathLike, Sequence[PathLike]], path: PathLike, *,
                     labels: Optional[Mapping[int, str]] = None, series_description: str = "medseg-edu segmentation",
                     algorithm_name: str = "medseg-edu", series_number: int = 100,
@@ -76,12 +91,7 @@ def write_dicom_seg(mask: Any, source: Union[PathLike, Sequence[PathLike]], path
 
     from medseg_edu import __version__
 
-    datasets, affine_lps = load_grid(source, series_uid)
-    shape = to_ras(np.zeros((int(datasets[0].Columns), int(datasets[0].Rows), len(datasets)), np.uint8),
-                   affine_lps)[0].shape
-    array = check_mask(mask, shape)
-    names = check_label_names({1: "tumour"} if labels is None else labels, array)
-    frames = grid_to_frames(from_ras(array, affine_lps))
+    datasets, affine_lps, names, frames = mask_frames(mask, source, series_uid, labels)
     segments = np.stack([frames == value for value in names], axis=-1).astype(np.uint8)
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, version=__version__,
                                                    family=codes.DCM.ArtificialIntelligence)
