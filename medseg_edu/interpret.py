@@ -170,6 +170,8 @@ def cam(model: nn.Module, image: torch.Tensor, *, target_class: int,
     head's bias, clipped at 0. For a layer deeper inside the network use :func:`grad_cam`.
 
     Shape: ``(N, C, *spatial)`` -> maps ``(N, *spatial)`` in [0, 1].
+
+    Taught in week 3.
     """
     check_image_batch(image)
     module = resolve_layer(model, layer)
