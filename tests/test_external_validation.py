@@ -48,7 +48,7 @@ def test_score_whole_tumour_by_hand():
     np.testing.assert_allclose(table["volume_pred_ml"], [0.056, 0.007], atol=1e-12)
     # preprocess is applied before predicting: a pipeline that zeroes the image predicts nothing
     empty = score_whole_tumour(FirstChannelIsTumour(), cases[:1], lambda image: 0 * image)
-    assert empty["volume_pred_ml"].tolist() == [0.0] and empty["dice"].tolist() == [0.0]
+    np.testing.assert_allclose(empty[["volume_pred_ml", "dice"]].to_numpy(dtype=float), [[0.0, 0.0]], atol=1e-12)
 
 
 def test_train_slice_model_trains_a_whole_tumour_model_and_fine_tunes_a_copy():
