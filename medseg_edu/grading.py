@@ -232,7 +232,8 @@ def _read_submission(path: Path):
         data = path.read_bytes()
         nb = nbformat.reads(data.decode("utf-8"), as_version=4)
     except Exception as err:  # missing file, bad encoding, broken JSON, unknown nbformat: all the student's
-        return None, f"not a readable notebook ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+        first_line = (str(err).splitlines() or [""])[0][:120]
+        return None, f"not a readable notebook ({type(err).__name__}: {first_line})"
     if not isinstance(nb.get("cells"), list):
         return None, "not a readable notebook (no list of cells)"
     return data, nb
@@ -406,10 +407,11 @@ def _write_reports(jobs: List[dict], reports: List[dict], out_dir: Path, course:
         name = job.get("report_name", f"{report['student']}_{report['week']}")
         with atomic_path(out_dir / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2))
-    columns = [grade_id for item in course.values() for cell in item.nb.cells
-               for grade_id in [(_nbgrader_meta(cell) or {}).get("grade_id")]
-               if grade_id and (_nbgrader_meta(cell) or {}).get("grade") and not _nbgrader_meta(cell).get("solution")
-               and any(e["grade_id"] == grade_id for r in reports for e in r["exercises"])]
+    # one column per test grade_id, in course order; weeks share names (test_ex1), each row is one week
+    used = {e["grade_id"] for r in reports for e in r["exercises"]}
+    tests = [meta.get("grade_id") for item in course.values() for meta in map(_nbgrader_meta, item.nb.cells)
+             if meta and meta.get("grade") and not meta.get("solution")]
+    columns = list(dict.fromkeys(grade_id for grade_id in tests if grade_id in used))
     rows = sorted(reports, key=lambda r: (r["student"], r["week"], r["submission"]))
     with atomic_path(out_dir / "gradebook.csv") as tmp:
         with open(tmp, "w", newline="") as handle:
