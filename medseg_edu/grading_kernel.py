@@ -80,13 +80,15 @@ def kernel_environment(workdir: Path) -> Dict[str, str]:
     Passed through when set: ``PATH``, ``LANG``, ``LC_*``, ``TZ``, ``OMP_NUM_THREADS``,
     ``MKL_NUM_THREADS``, ``PYTHONPATH``. Set: ``HOME`` and ``MEDSEG_DATA`` inside ``workdir``,
     ``MEDSEG_FAST=1``, ``MEDSEG_QUIET=1``, ``MPLBACKEND=Agg``, ``OMP_WAIT_POLICY`` (passive unless
-    set), ``PYTHONHASHSEED=0``.
+    set), ``PYTHONHASHSEED=0``, and ``CUDA_VISIBLE_DEVICES`` empty: graded cells are CPU-sized, and a
+    GPU driver does not start under an address-space limit.
     """
     env = {key: value for key, value in os.environ.items()
            if key in _PASS_THROUGH or key.startswith("LC_")}
     env.update({"HOME": str(workdir / "home"), "MEDSEG_DATA": str(workdir / "data"),
                 "MEDSEG_FAST": "1", "MEDSEG_QUIET": "1", "MPLBACKEND": "Agg",
-                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONHASHSEED": "0"})
+                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONHASHSEED": "0",
+                "CUDA_VISIBLE_DEVICES": ""})
     return env
 
 
@@ -145,6 +147,7 @@ class GradingKernel:
         self.start()
 
     def alive(self) -> bool:
+        """Whether the kernel process is running."""
         return self.km is not None and self.km.is_alive()
 
     def _wait_reply(self, msg_id: str, deadline: float) -> Optional[dict]:

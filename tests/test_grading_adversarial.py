@@ -18,7 +18,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from medseg_edu import grading
-from medseg_edu.grading_scan import scan_cells, failure_feedback
+from medseg_edu.grading_kernel import kernel_environment
+from medseg_edu.grading_scan import failure_feedback, scan_cells
 
 SECRET = "tok-3f9a8c1d77e2b4aa"  # an instructor token in the grader's environment
 HIDDEN = "HIDDEN_MARKER_8c21"    # text that appears only in the hidden tests
@@ -346,6 +347,19 @@ def test_every_course_solution_scans_clean():
         assert answers, path.name
         context = [c.source for c in code if not c.metadata.get("nbgrader", {}).get("solution")]
         assert scan_cells(answers, context) == [], path.name
+
+
+def test_kernel_environment_is_an_allow_list(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDSEG_TEST_SECRET", SECRET)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("MEDSEG_DATA", "/instructor/cache")
+    env = kernel_environment(tmp_path)
+    assert SECRET not in env.values() and "MEDSEG_TEST_SECRET" not in env
+    assert env["LC_ALL"] == "C.UTF-8" and env["MEDSEG_FAST"] == "1" and env["PYTHONHASHSEED"] == "0"
+    assert env["HOME"] == str(tmp_path / "home") and env["MEDSEG_DATA"] == str(tmp_path / "data")
+    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH", "HOME",
+                        "MEDSEG_DATA", "MEDSEG_FAST", "MEDSEG_QUIET", "MPLBACKEND", "OMP_WAIT_POLICY",
+                        "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"} | {k for k in env if k.startswith("LC_")}
 
 
 def test_feedback_hides_hidden_lines_and_quotes_visible_ones():
