@@ -42,7 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "brain2d_unet": {
         "description": "2D U-Net on axial brain slices: 4 MRI channels -> 4 classes (BraTS labels)",
         "data": {"builtin": "brain", "cases": 16, "seed": 0, "shape": [64, 64, 64], "spacing_mm": [3.0, 3.0, 3.0]},
-        "preprocessing": "z-score each channel inside the brain (medseg_edu.transforms.zscore_normalise) on the "
+        "preprocessing": "z-score each channel inside the brain (medseg_edu.intensity.zscore_normalise) on the "
                          "whole volume; predict slice by slice along z (medseg_edu.inference.predict_slices)",
         "model": {"class": "UNet", "spatial_dims": 2, "in_channels": 4, "out_channels": 4,
                   "features": [16, 32, 64, 128]},
@@ -52,7 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "brain3d_unet": {
         "description": "3D patch U-Net: 4 MRI channels -> 4 classes (BraTS labels), 32^3 patches of a 3 mm grid",
         "data": {"builtin": "brain", "cases": 16, "seed": 0, "shape": [64, 64, 64], "spacing_mm": [3.0, 3.0, 3.0]},
-        "preprocessing": "z-score each channel inside the brain (medseg_edu.transforms.zscore_normalise) on the "
+        "preprocessing": "z-score each channel inside the brain (medseg_edu.intensity.zscore_normalise) on the "
                          "whole volume; sliding-window inference with roi 32^3, overlap 0.5 (or the whole 64^3 "
                          "volume at once)",
         "model": {"class": "UNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 4,
