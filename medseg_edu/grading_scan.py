@@ -4,7 +4,9 @@
 changes something the tests rely on: an attribute of an imported module (``np.isclose = ...``,
 ``setattr(torch, ...)``, ``del math.pi``), ``sys.modules``, ``builtins``, ``globals()``, IPython's
 hooks (anything through ``get_ipython()``, ``set_custom_exc``, ``showtraceback``), frame and trace
-hooks, a top-level rebinding of a name an instructor cell defined (``np = fake``), and classes that
+hooks, a module-level rebinding of a module, function or class an instructor cell defined (``np =
+fake``, ``import fake as np``, ``def reference(...)``, also inside ``if``/``for``/``with``; plain
+variables are not protected), and classes that
 redefine ``__eq__``/``__bool__`` (an object equal to everything passes any ``==`` test). Ordinary code
 (``model.weight = ...``, ``self.x = ...``, ``cfg.lr = 0.1``, ``plt.rcParams[...] = ...``) is not flagged.
 A static scan can be fooled by a determined student; it is one layer, the README says what the others are.
@@ -25,7 +27,7 @@ __all__ = ["scan_cells", "failure_feedback", "scrub"]
 _ALWAYS_MODULES = {"np", "numpy", "torch", "math", "IPython", "sys", "builtins", "os", "random", "scipy",
                    "medseg_edu", "pd", "pandas", "importlib", "unittest"}
 _BANNED_NAMES = {"get_ipython", "__builtins__", "set_custom_exc", "showtraceback", "showsyntaxerror",
-                 "_getframe", "settrace", "setprofile", "excepthook", "displayhook", "__import__",
+                 "_getframe", "_current_frames", "settrace", "setprofile", "excepthook", "displayhook", "__import__",
                  "globals", "f_globals", "f_locals", "f_back", "ctypes", "gc"}
 _BANNED_MODULES = {"builtins", "ctypes", "gc", "inspect", "importlib", "IPython", "signal"}
 _EQUALITY_DUNDERS = {"__eq__", "__ne__", "__bool__", "__lt__", "__le__", "__gt__", "__ge__", "__float__",
@@ -40,17 +42,13 @@ def _root_name(node: ast.AST) -> Optional[str]:
 
 
 def _bound_names(tree: ast.AST) -> Set[str]:
-    """Names a cell binds at its top level (assignments, defs, classes, imports)."""
+    """Functions, classes and imports a cell binds at its top level (the names tests rely on; plain
+    variables are left out: an exercise may well set ``threshold = 0.3`` again)."""
     names: Set[str] = set()
     for node in getattr(tree, "body", []):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        names.update(_import_bindings(node))
     return names
 
 
@@ -70,8 +68,10 @@ def _module_names(trees: Iterable[ast.AST]) -> Set[str]:
 def _assign_targets(node: ast.AST) -> List[ast.AST]:
     if isinstance(node, (ast.Assign, ast.Delete)):
         targets = list(node.targets)
-    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.NamedExpr)):
         targets = [node.target]
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
     else:
         return []
     flat = []
@@ -84,6 +84,34 @@ def _assign_targets(node: ast.AST) -> List[ast.AST]:
         else:
             flat.append(target)
     return flat
+
+
+def _import_bindings(node: ast.AST) -> Dict[str, str]:
+    """name -> what it is bound to, for one import statement (``import numpy as np``: np -> numpy)."""
+    if isinstance(node, ast.Import):
+        return {(a.asname or a.name).split(".")[0]: a.name if a.asname else a.name.split(".")[0] for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {a.asname or a.name: f"{'.' * node.level}{node.module or ''}.{a.name}" for a in node.names}
+    return {}
+
+
+def _local_nodes(tree: ast.AST) -> Set[int]:
+    """ids of the nodes inside function, lambda and class bodies (their names are not module names)."""
+    inside: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            parts = node.body if isinstance(node.body, list) else [node.body]
+            inside.update(id(sub) for part in parts for sub in ast.walk(part))
+    return inside
+
+
+def _rebinding(node: ast.AST, protected: Set[str], imports: Dict[str, str]) -> Optional[str]:
+    """A module-level def, class or import that replaces a name an instructor cell defined."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in protected:
+        return f"redefines {node.name!r}, which an instructor cell defined"
+    bound = _import_bindings(node).items()
+    hit = sorted(name for name, what in bound if name in protected and imports.get(name) != what)
+    return f"rebinds {', '.join(map(repr, hit))}, which an instructor cell defined" if hit else None
 
 
 def _target_problem(target: ast.AST, modules: Set[str], protected: Set[str], top_level: bool) -> Optional[str]:
@@ -103,15 +131,19 @@ def _target_problem(target: ast.AST, modules: Set[str], protected: Set[str], top
     return None
 
 
-def _scan_tree(tree: ast.AST, modules: Set[str], protected: Set[str]) -> List[Tuple[int, str]]:
+def _scan_tree(tree: ast.AST, modules: Set[str], protected: Set[str],
+               imports: Dict[str, str]) -> List[Tuple[int, str]]:
     found: List[Tuple[int, str]] = []
-    top = {id(node) for node in getattr(tree, "body", [])}
+    local = _local_nodes(tree)
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         for target in _assign_targets(node):
-            problem = _target_problem(target, modules, protected, id(node) in top)
+            problem = _target_problem(target, modules, protected, id(node) not in local)
             if problem:
                 found.append((line, problem))
+        problem = None if id(node) in local else _rebinding(node, protected, imports)
+        if problem:
+            found.append((line, problem))
         if isinstance(node, ast.Global):
             hit = sorted(set(node.names) & protected)
             if hit:
@@ -140,7 +172,7 @@ def scan_cells(answers: Dict[str, str], context: Sequence[str] = ()) -> List[str
     Args:
         answers: grade_id -> source of each student answer cell.
         context: sources of the instructor's code cells (their imports count as modules, and the
-            names they define may not be rebound at the top level of an answer cell).
+            modules, functions and classes they define may not be rebound at module level).
 
     Returns:
         One line per finding, "<grade_id> line <n>: <what>"; an answer that does not parse is not a
@@ -151,10 +183,13 @@ def scan_cells(answers: Dict[str, str], context: Sequence[str] = ()) -> List[str
     answer_trees = {grade_id: _parse(code) for grade_id, code in answers.items()}
     modules = _module_names(context_trees + [t for t in answer_trees.values() if t is not None])
     protected = set().union(*(_bound_names(t) for t in context_trees)) if context_trees else set()
+    imports = {name: what for t in context_trees for node in ast.walk(t)
+               for name, what in _import_bindings(node).items()}
     findings = []
     for grade_id, tree in answer_trees.items():
         if tree is not None:
-            findings.extend(f"{grade_id} line {line}: {what}" for line, what in _scan_tree(tree, modules, protected))
+            findings.extend(f"{grade_id} line {line}: {what}"
+                            for line, what in _scan_tree(tree, modules, protected, imports))
     return findings
 
 

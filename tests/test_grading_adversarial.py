@@ -312,6 +312,11 @@ setattr(model.layer if hasattr(model, "layer") else model, "z", 3)
 
 def test_scan_leaves_ordinary_code_alone():
     assert scan_cells({"ex1": ORDINARY}, ["import numpy as np\nimport torch"]) == []
+    # re-importing what the instructor imported, and local names that shadow it, are fine
+    same = "import numpy as np\nfrom torch import nn\ndef f(np=1):\n    np = 2\n    return np"
+    assert scan_cells({"ex1": same}, ["import numpy as np\nfrom torch import nn"]) == []
+    # plain variables of instructor cells may be set again by an exercise
+    assert scan_cells({"ex1": "threshold = 0.3\nimage = image * 2"}, ["threshold = 0.5\nimage = 1"]) == []
 
 
 @pytest.mark.parametrize("code, what", [
@@ -329,10 +334,15 @@ def test_scan_leaves_ordinary_code_alone():
     ("ip = get_ipython()\nip.set_custom_exc((Exception,), print)", "set_custom_exc"),
     ("globals()['np'] = None", "globals"),
     ("np = None", "rebinds 'np'"),
+    ("if True:\n    for np in [None]:\n        pass", "rebinds 'np'"),
+    ("import math as np", "rebinds 'np'"),
+    ("def reference(x):\n    return x", "redefines 'reference'"),
+    ("with open('f') as np:\n    pass", "rebinds 'np'"),
     ("class A:\n    def __eq__(self, other):\n        return True", "__eq__"),
 ])
 def test_scan_flags_tampering(code, what):
-    findings = scan_cells({"ex1": code}, ["import numpy as np\nimport torch\nimport math"])
+    findings = scan_cells({"ex1": code}, ["import numpy as np\nimport torch\nimport math",
+                                          "def reference(x):\n    return 2 * x"])
     assert findings and all(f.startswith("ex1 line") for f in findings)
     assert any(what in f for f in findings), findings
 
