@@ -272,6 +272,17 @@ def _prepare(path: Path, course: Dict[str, _CourseNotebook], student: Optional[s
     return job
 
 
+def _prepare_safely(path: Path, course: Dict[str, _CourseNotebook], student: Optional[str]) -> dict:
+    """``_prepare``, with a notebook too malformed to merge (cells that are not cells, ids that are not
+    strings, ...) turned into an "unreadable" job instead of stopping the batch."""
+    try:
+        return _prepare(path, course, student)
+    except Exception as err:  # the file is the student's: any failure to understand it is theirs
+        return {"student": _safe_name(student or path.stem), "week": _safe_name(path.stem), "notebook": None,
+                "submission": str(path), "merged": None, "submission_bytes": b"", "flags": ["unreadable"],
+                "messages": [f"not a notebook this grader can read ({type(err).__name__})"], "skip": True}
+
+
 def _mark_duplicate_students(jobs: List[dict]) -> None:
     """Two submissions for one student and week: neither is graded, both reports say why."""
     groups: Dict[tuple, List[dict]] = {}
@@ -385,7 +396,7 @@ def grade_submissions(submissions: Sequence[PathLike], *, source: PathLike = "co
     course = _load_course(source)
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
     secrets = _secrets(source)
-    prepared = [_prepare(Path(path), course, student) for path in submissions]
+    prepared = [_prepare_safely(Path(path), course, student) for path in submissions]
     _mark_duplicate_students(prepared)
     for job in prepared:
         job.update(limits=limits, secrets=secrets, cleared=job["student"] in set(clear_flags))

@@ -137,6 +137,10 @@ def test_unreadable_submissions_get_a_flagged_report(course, tmp_path):
     report = grading.grade_notebook(broken, source=course)
     assert (report["student"], report["week"], report["score"]) == ("alice", "week0_toy", 0)
     assert report["flags"] == ["unreadable"]
+    odd = tmp_path / "bob.ipynb"  # valid JSON, but its cells are not cells
+    odd.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [1, "x"]}))
+    report = grading.grade_notebook(odd, source=course)
+    assert report["flags"] == ["unreadable"] and report["student"] == "bob"
 
 
 def test_grader_errors_are_clear(course, tmp_path):
