@@ -377,3 +377,24 @@ def test_existing_folder_is_not_overwritten_by_accident(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_brain_dataset(tmp_path / "x", cases=1, seed=0, **SMALL)
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_held_out_cases_go_to_imagesTs_and_leave_the_training_cases_unchanged(tmp_path):
+    kwargs = dict(cases=2, seed=3, **SMALL)
+    without = write_brain_dataset(tmp_path / "none", test_cases=0, **kwargs)
+    with_test = write_brain_dataset(tmp_path / "two", test_cases=2, **kwargs)
+    hashes_without, hashes_with = _hashes(without), _hashes(with_test)
+    training = {k: v for k, v in hashes_without.items() if k.startswith(("imagesTr/", "labelsTr/", "transforms/"))}
+    assert training and all(hashes_with[k] == v for k, v in training.items())   # bytes of training cases
+    assert hashes_with["participants.tsv"] == hashes_without["participants.tsv"]
+    assert sorted(k for k in hashes_with if k.startswith("imagesTs/")) == ["imagesTs/BRATS_003.nii.gz",
+                                                                          "imagesTs/BRATS_004.nii.gz"]
+    assert not (with_test / "labelsTs").exists()
+    assert (without / "imagesTs").is_dir() and not any((without / "imagesTs").iterdir())   # MSD needs the folder
+    meta = json.loads((with_test / "dataset.json").read_text())
+    assert meta["numTest"] == 2 and meta["test"] == ["./imagesTs/BRATS_003.nii.gz", "./imagesTs/BRATS_004.nii.gz"]
+    assert meta["numTraining"] == 2
+    held_out = nib.load(with_test / "imagesTs" / "BRATS_003.nii.gz")
+    assert held_out.shape == (48, 48, 48, 4)
+    with pytest.raises(TypeError, match="test_cases"):
+        write_brain_dataset(tmp_path / "bad", test_cases=1.5, **kwargs)

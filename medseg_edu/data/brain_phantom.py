@@ -274,10 +274,32 @@ def _transforms_json(case: dict[str, Any]) -> str:
     return re.sub(r"\[\s+([^\[\]]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
 
 
+def _write_test_cases(tmp: Path, count: int, *, seed: int, first: int, n_patients: int, sites: list[str],
+                      age_range: tuple[float, float], shape: Sequence[int], spacing_mm: Sequence[float],
+                      misalign: Optional[tuple[float, float]]) -> list[str]:
+    """Held-out cases (imagesTs, no labels) from their own random stream, numbered after the training ones."""
+    from medseg_edu.data.nifti import save_nifti
+
+    rng = np.random.default_rng([int(seed), 2024, 1])
+    patient_seeds, case_seeds = rng.integers(0, 2 ** 31 - 1, count), rng.integers(0, 2 ** 31 - 1, count)
+    ages, sexes = rng.uniform(age_range[0], age_range[1], count), rng.choice(["F", "M"], count)
+    test_ids = []
+    for j in range(count):
+        case_id = f"BRATS_{first + j:03d}"
+        case = make_brain_case(seed=int(case_seeds[j]), patient_seed=int(patient_seeds[j]), timepoint=0,
+                               shape=shape, spacing_mm=spacing_mm, site=sites[(n_patients + j) % len(sites)],
+                               age=float(ages[j]), sex=str(sexes[j]), misalign=misalign, case_id=case_id)
+        save_nifti(tmp / "imagesTs" / f"{case_id}.nii.gz", np.moveaxis(case["image"], 0, -1), case["affine"])
+        test_ids.append(case_id)
+    (tmp / "imagesTs").mkdir(exist_ok=True)             # the folder exists even without test cases
+    return test_ids
+
+
 def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union[str, Sequence[str]] = "A",
                         shape: Sequence[int] = (128, 128, 128), spacing_mm: Sequence[float] = (1.75, 1.75, 1.75),
                         misalign: Optional[tuple[float, float]] = None, cases_per_patient: int = 1,
-                        age_range: tuple[float, float] = (20, 80), overwrite: bool = False) -> Path:
+                        age_range: tuple[float, float] = (20, 80), test_cases: int = 2,
+                        overwrite: bool = False) -> Path:
     """Write ``cases`` synthetic brain-tumour cases in the Medical Segmentation Decathlon Task01 layout.
 
     Writes ``dataset.json``, ``imagesTr/BRATS_001.nii.gz`` ... (4D x, y, z, channel float32; channels
@@ -286,8 +308,11 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
     misalignment of each channel, see ``make_brain_case``). With ``cases_per_patient`` > 1 consecutive
     cases are follow-up scans of one patient (same anatomy and tumour, growing), so splits must be by
     patient. ``site`` is one site for all, or a list that patients take in turn. Ages are drawn
-    uniformly from ``age_range``. Everything is written to a temporary folder that is renamed onto
-    ``out_dir`` at the end: a failed run leaves nothing behind.
+    uniformly from ``age_range``. ``test_cases`` more patients (one scan each, drawn from their own
+    seeds, so the training cases do not depend on them) go to ``imagesTs/`` without labels and are
+    listed under "test" in dataset.json, as in the real MSD task (nnU-Net's converter needs the
+    folder); ``list_brain_cases`` does not see them. Everything is written to a temporary folder that
+    is renamed onto ``out_dir`` at the end: a failed run leaves nothing behind.
 
     Shape: each image (X, Y, Z, 4) on disk, (4, X, Y, Z) once loaded with ``load_brain_case``.
 
@@ -302,6 +327,7 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
 
     cases = check_int(cases, "cases", minimum=1)
     cases_per_patient = check_int(cases_per_patient, "cases_per_patient", minimum=1)
+    test_cases = check_int(test_cases, "test_cases", minimum=0)
     sites = [site] if isinstance(site, str) else list(site)
     if not sites:
         raise ValueError("site must be a site name or a non-empty list of them, got an empty list")
@@ -342,7 +368,10 @@ def write_brain_dataset(out_dir: PathLike, *, cases: int, seed: int, site: Union
                         f"{a['timepoint']}\t{a['grade']}")
             case_ids.append(case_id)
         (tmp / "participants.tsv").write_text("\n".join(rows) + "\n")
-        write_msd_dataset_json(tmp, name="BrainTumourPhantom", case_ids=case_ids,
+        test_ids = _write_test_cases(tmp, test_cases, seed=seed, first=cases + 1, n_patients=n_patients,
+                                     sites=sites, age_range=age_range, shape=shape, spacing_mm=spacing_mm,
+                                     misalign=misalign)
+        write_msd_dataset_json(tmp, name="BrainTumourPhantom", case_ids=case_ids, test_ids=test_ids,
                                description="Synthetic gliomas on the MNI152 2009 brain (medseg-edu phantom)",
                                reference="medseg_edu.data.brain_phantom", licence="CC0")
         if out.exists():

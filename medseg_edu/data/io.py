@@ -165,11 +165,12 @@ def list_brain_cases(root: PathLike) -> pd.DataFrame:
 def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
                            description: str = "Gliomas segmentation tumour and oedema in on brain images",
                            num_training: Optional[int] = None, case_ids: Optional[Sequence[str]] = None,
-                           reference: str = "", licence: str = "", release: str = "") -> Path:
+                           test_ids: Sequence[str] = (), reference: str = "", licence: str = "",
+                           release: str = "") -> Path:
     """Write ``root/dataset.json`` the way the Medical Segmentation Decathlon Task01 does.
 
     ``case_ids`` defaults to the images found in ``root/imagesTr``; ``num_training`` is checked against
-    their number when given. Keys, modality and label names are those of the real file (including its
+    their number when given. ``test_ids`` are the unlabelled held-out cases in ``root/imagesTs``. Keys, modality and label names are those of the real file (including its
     spellings "t1gd" and "non-enhancing tumor"), so tools written for MSD/nnU-Net read it.
 
     Shape: one JSON object; ``training`` has one {"image", "label"} entry per case.
@@ -195,9 +196,9 @@ def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
         "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
         "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
         "numTraining": len(case_ids),
-        "numTest": 0,
+        "numTest": len(test_ids),
         "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in case_ids],
-        "test": [],
+        "test": [f"./imagesTs/{c}.nii.gz" for c in test_ids],
     }
     path = root / "dataset.json"
     with atomic_path(path) as tmp:
