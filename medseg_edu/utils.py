@@ -1,4 +1,4 @@
-"""Small helpers shared by the whole package: fast mode, progress bars, atomic writes, cache folder.
+"""Small helpers shared by the whole package: run mode and seed, progress bars, atomic writes, cache folder.
 
 Convention for what the package writes: folders get the ordinary permissions that ``mkdir`` gives
 (0o777 minus the user's umask, so 0755 with the usual umask 022), files those of ``open``; nothing
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-__all__ = ["fast_mode", "quiet", "progress", "atomic_path", "staging_dir", "cache_dir"]
+__all__ = ["fast_mode", "run_mode", "course_seed", "quiet", "progress", "atomic_path", "staging_dir", "cache_dir"]
 
 T = TypeVar("T")
 
@@ -29,6 +29,56 @@ def fast_mode() -> bool:
     in minutes on two CPU cores.
     """
     return os.environ.get("MEDSEG_FAST", "0").strip().lower() in {"1", "true", "yes"}
+
+
+RUN_MODES = ("fast", "default", "gpu")
+
+
+def run_mode() -> str:
+    """The notebooks' run mode: "fast", "default" (a laptop CPU) or "gpu" (larger data, more epochs).
+
+    ``MEDSEG_MODE`` chooses it explicitly; otherwise ``MEDSEG_FAST=1`` gives "fast", a visible CUDA
+    GPU gives "gpu", and anything else "default". Notebooks read it to pick data sizes and training
+    lengths; ``scripts/run_course.py`` measures each mode's time.
+
+    Example:
+        >>> run_mode() in ("fast", "default", "gpu")
+        True
+    """
+    explicit = os.environ.get("MEDSEG_MODE", "").strip().lower()
+    if explicit:
+        if explicit not in RUN_MODES:
+            raise ValueError(f"MEDSEG_MODE must be one of {', '.join(RUN_MODES)}, got {explicit!r}")
+        return explicit
+    if fast_mode():
+        return "fast"
+    try:
+        import torch
+    except ImportError:  # the package needs torch, but the mode must not crash a plain helper script
+        return "default"
+    return "gpu" if torch.cuda.is_available() else "default"
+
+
+def course_seed() -> int:
+    """The seed every notebook starts from: ``MEDSEG_SEED`` (default 0), a non-negative integer.
+
+    Every claim a notebook asserts about a result must hold for seeds 0, 1 and 2; run a notebook
+    with ``MEDSEG_SEED=1`` to see how much its numbers move.
+
+    Example:
+        >>> course_seed()                     # doctest: +SKIP
+        0
+    """
+    raw = os.environ.get("MEDSEG_SEED", "").strip()
+    if not raw:
+        return 0
+    try:
+        seed = int(raw)
+    except ValueError:
+        raise ValueError(f"MEDSEG_SEED must be a non-negative integer, got {raw!r}") from None
+    if seed < 0:
+        raise ValueError(f"MEDSEG_SEED must be a non-negative integer, got {raw!r}")
+    return seed
 
 
 def quiet() -> bool:

@@ -13,6 +13,36 @@ def test_fast_mode_reads_the_environment(monkeypatch):
     assert not utils.fast_mode()
 
 
+def test_run_mode_follows_fast_explicit_and_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("MEDSEG_MODE", raising=False)
+    monkeypatch.setenv("MEDSEG_FAST", "1")
+    assert utils.run_mode() == "fast"
+    monkeypatch.setenv("MEDSEG_FAST", "0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert utils.run_mode() == "default"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert utils.run_mode() == "gpu"
+    monkeypatch.setenv("MEDSEG_FAST", "1")
+    monkeypatch.setenv("MEDSEG_MODE", "default")          # the explicit setting wins over both
+    assert utils.run_mode() == "default"
+    monkeypatch.setenv("MEDSEG_MODE", "turbo")
+    with pytest.raises(ValueError, match="MEDSEG_MODE must be one of fast, default, gpu, got 'turbo'"):
+        utils.run_mode()
+
+
+def test_course_seed_reads_an_integer(monkeypatch):
+    monkeypatch.delenv("MEDSEG_SEED", raising=False)
+    assert utils.course_seed() == 0
+    monkeypatch.setenv("MEDSEG_SEED", " 2 ")
+    assert utils.course_seed() == 2
+    for bad in ("one", "1.5", "-1"):
+        monkeypatch.setenv("MEDSEG_SEED", bad)
+        with pytest.raises(ValueError, match=f"MEDSEG_SEED must be a non-negative integer, got '{bad}'"):
+            utils.course_seed()
+
+
 def test_progress_is_quiet_in_ci_and_yields_everything(monkeypatch, capsys):
     monkeypatch.setenv("MEDSEG_QUIET", "1")
     assert list(utils.progress(range(5), desc="x")) == [0, 1, 2, 3, 4]
