@@ -16,8 +16,7 @@ interrupted; if it ignores the interrupt, the kernel's process group is killed. 
 so later exercises are still graded. A test cell passes only when the kernel replies ``ok`` AND a
 fresh random nonce, printed by a line the grader appends to the test, comes back in its output: a
 student who replaces ``showtraceback`` or installs ``set_custom_exc`` cannot make a failed test look
-passed. Instructor tooling, used by
-``medseg_edu.grading``.
+passed. Instructor tooling, used by ``medseg_edu.grading``.
 """
 from __future__ import annotations
 
