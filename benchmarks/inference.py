@@ -46,7 +46,7 @@ def main() -> None:
 
     def compare(network, repeats, label):
         def run_medseg():
-            return sliding_window_inference(image, network, roi_size=args.roi,
+            return sliding_window_inference(network, image, roi_size=args.roi,
                                             overlap=args.overlap, blend="gaussian",
                                             sigma_scale=0.125, sw_batch_size=args.sw_batch)
 
@@ -82,9 +82,9 @@ def main() -> None:
         torch.manual_seed(0)
         net2d = UNet(2, 4, 4, features=(16, 32, 64, 128)).eval()
         volume = torch.randn(4, args.size, args.size, args.size)
-        predict_slices(volume[:, :, :, :4], net2d)
+        predict_slices(net2d, volume[:, :, :, :4])
         start = time.perf_counter()
-        predict_slices(volume, net2d, axis=-1, batch_size=16)
+        predict_slices(net2d, volume, axis=-1, batch_size=16)
         seconds = time.perf_counter() - start
         print(f"predict_slices: 2D UNet (16..128) on {tuple(volume.shape)}: {seconds * 1000:.0f} ms, "
               f"{args.size / seconds:.1f} slices/s")

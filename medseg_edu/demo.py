@@ -150,7 +150,7 @@ def run_demo(*, out_dir: Union[str, os.PathLike] = "medseg-demo", full: bool = F
     preds = []
     for case in load["test"]:
         with torch.no_grad():
-            logits = predict_slices(torch.from_numpy(case["image"]).to(run_device), model, axis=-1, batch_size=32)
+            logits = predict_slices(model, torch.from_numpy(case["image"]).to(run_device), axis=-1, batch_size=32)
         pred = logits.argmax(0).cpu().numpy().astype(np.uint8)
         preds.append(pred)
         save_nifti(out_dir / "predictions" / f"{case['case_id']}.nii.gz", pred, case["affine"])

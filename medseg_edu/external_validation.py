@@ -124,7 +124,7 @@ def score_whole_tumour(model: nn.Module, cases: Sequence[Mapping[str, Any]], pre
     _check_cases(cases, keys=("image", "label", "spacing_mm"))
     rows = []
     for i, case in enumerate(cases):
-        logits = predict_slices(_preprocessed(preprocess, case["image"]), model, batch_size=batch_size)
+        logits = predict_slices(model, _preprocessed(preprocess, case["image"]), batch_size=batch_size)
         pred_wt = logits.argmax(0).cpu().numpy() > 0
         true_wt = np.asarray(case["label"]) > 0
         row = {"case_id": str(case.get("case_id", f"case_{i:03d}"))}

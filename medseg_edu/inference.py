@@ -143,7 +143,7 @@ def window_weights(roi_size: Sequence[int], *, blend: str = "gaussian", sigma_sc
     return weights.clamp_min(1e-3).to(device=device, dtype=dtype)
 
 
-def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
+def sliding_window_inference(model: Callable, image: torch.Tensor, *, roi_size,
                              overlap=0.25, blend: str = "gaussian", sigma_scale=0.125,
                              sw_batch_size: int = 4, padding_mode: str = "constant",
                              device: Union[str, torch.device, None] = None,
@@ -151,9 +151,9 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
     """Apply ``model`` to a large image window by window and blend the windows' logits.
 
     Args:
-        image: a batch ``(N, C, *spatial)``, 2D or 3D.
         model: a network (or any callable) mapping ``(B, C, *roi_size)`` to logits
             ``(B, K, *roi_size)``. Use it in eval mode (``model.eval()``).
+        image: a batch ``(N, C, *spatial)``, 2D or 3D.
         roi_size: window size, an int or one int per spatial axis (a multiple of what the network
             needs, e.g. 16 for a U-Net with 4 downsampling steps).
         overlap: fraction of a window shared with the next one, in [0, 1) (one value or per axis).
@@ -172,7 +172,7 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
         >>> from medseg_edu.models import UNet
         >>> net = UNet(3, 4, 4, features=(4, 8)).eval()
         >>> volume = torch.zeros(4, 20, 18, 8)                   # (C, X, Y, Z), not a multiple of 16
-        >>> sliding_window_inference(volume[None], net, roi_size=16, overlap=0.5).shape
+        >>> sliding_window_inference(net, volume[None], roi_size=16, overlap=0.5).shape
         torch.Size([1, 4, 20, 18, 8])
 
     Taught in week 2.
@@ -242,12 +242,12 @@ def sliding_window_inference(image: torch.Tensor, model: Callable, *, roi_size,
 
 
 # ----------------------------------------------------------------------------- slice by slice
-def predict_slices(volume, model: Callable, *, axis: int = -1, batch_size: int = 16) -> torch.Tensor:
+def predict_slices(model: Callable, volume, *, axis: int = -1, batch_size: int = 16) -> torch.Tensor:
     """Apply a 2D network to every slice of a 3D volume and stack the logits back into a volume.
 
     Args:
-        volume: one case ``(C, X, Y, Z)`` (torch tensor or numpy array).
         model: a 2D network ``(B, C, H, W) -> (B, K, H, W)``, in eval mode.
+        volume: one case ``(C, X, Y, Z)`` (torch tensor or numpy array).
         axis: the spatial axis to slice along (0 = x, 1 = y, 2 = z; -1 = the last one, z).
         batch_size: slices sent through the network together.
 

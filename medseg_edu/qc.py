@@ -90,7 +90,7 @@ def case_features(pred: Any, *, spacing_mm: Sequence[float], image: Any = None,
     return features
 
 
-def prediction_uncertainty(image: Any, model: Any, *, activation: str = "softmax", mc_samples: int = 8,
+def prediction_uncertainty(model: Any, image: Any, *, activation: str = "softmax", mc_samples: int = 8,
                            seed: int = 0, predictor: Optional[Callable] = None) -> dict[str, float]:
     """Two per-case uncertainty scores from the library's :func:`flip_tta` and :func:`mc_dropout`.
 
@@ -102,7 +102,7 @@ def prediction_uncertainty(image: Any, model: Any, *, activation: str = "softmax
     Foreground is "not class 0" for softmax and "channel 0 > 0.5" for sigmoid. The dropout masks are
     drawn from a torch generator seeded with ``seed``; the global torch RNG is left as it was.
 
-    Shape: image (1, C, *spatial) tensor, one case -> a dict of two floats.
+    Shape: model, image (1, C, *spatial) tensor (one case) -> a dict of two floats.
     """
     import torch
 
@@ -121,11 +121,11 @@ def prediction_uncertainty(image: Any, model: Any, *, activation: str = "softmax
     if hasattr(model, "eval"):
         model.eval()
     try:
-        plain = foreground(flip_tta(image, model, axes=(), activation=activation, predictor=predictor))
-        tta = foreground(flip_tta(image, model, activation=activation, predictor=predictor))
+        plain = foreground(flip_tta(model, image, axes=(), activation=activation, predictor=predictor))
+        tta = foreground(flip_tta(model, image, activation=activation, predictor=predictor))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            mean, variance = mc_dropout(image, model, samples=mc_samples, activation=activation,
+            mean, variance = mc_dropout(model, image, samples=mc_samples, activation=activation,
                                         uncertainty="variance", predictor=predictor)
     finally:
         if hasattr(model, "train"):

@@ -27,7 +27,7 @@ _UNCERTAINTIES = ("variance", "entropy", "mutual_information")
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                   nn.FeatureAlphaDropout)
 
-Predictor = Callable[[torch.Tensor, Callable], torch.Tensor]
+Predictor = Callable[[Callable, torch.Tensor], torch.Tensor]
 
 
 def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
@@ -39,12 +39,12 @@ def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
     return torch.sigmoid(logits)
 
 
-def _default_predictor(image: torch.Tensor, model: Callable) -> torch.Tensor:
+def _default_predictor(model: Callable, image: torch.Tensor) -> torch.Tensor:
     return model(image)
 
 
 # ----------------------------------------------------------------------------- test-time flips
-def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[int]] = None,
+def flip_tta(model: Callable, image: torch.Tensor, *, axes: Optional[Sequence[int]] = None,
              activation: str = "softmax", predictor: Optional[Predictor] = None) -> torch.Tensor:
     """Test-time augmentation with flips: average the probabilities over all flipped copies.
 
@@ -53,13 +53,13 @@ def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[in
     ``2 ** len(axes)`` probability maps are averaged.
 
     Args:
-        image: a batch ``(N, C, *spatial)``.
         model: the network, in eval mode.
+        image: a batch ``(N, C, *spatial)``.
         axes: spatial axes to flip (0 = first spatial axis; default: all spatial axes).
         activation: "softmax" (one class per voxel) or "sigmoid" (independent channels).
-        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
+        predictor: how to get logits, ``predictor(model, image)``; default ``model(image)``.
             For a whole volume, e.g.
-            ``lambda x, m: sliding_window_inference(x, m, roi_size=64)``.
+            ``functools.partial(sliding_window_inference, roi_size=64)``.
 
     Shape: ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)``.
     """
@@ -81,7 +81,7 @@ def flip_tta(image: torch.Tensor, model: Callable, *, axes: Optional[Sequence[in
     with torch.inference_mode():
         for dims in subsets:
             flipped = torch.flip(image, dims) if dims else image
-            logits = _check_logits(predictor(flipped, model), image.shape[2:], "a flipped image")
+            logits = _check_logits(predictor(model, flipped), image.shape[2:], "a flipped image")
             probs = _activate(logits.float(), activation)
             probs = torch.flip(probs, dims) if dims else probs
             total = probs if total is None else total + probs
@@ -117,7 +117,7 @@ def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
     return -(torch.special.xlogy(probs, probs) + torch.special.xlogy(1 - probs, 1 - probs))
 
 
-def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
+def mc_dropout(model: nn.Module, image: torch.Tensor, *, samples: int = 10,
                activation: str = "softmax", uncertainty: str = "variance",
                predictor: Optional[Predictor] = None) -> tuple:
     """Monte-Carlo dropout: predict ``samples`` times with dropout on, return mean and spread.
@@ -134,12 +134,12 @@ def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
       of the uncertainty due to the model (zero when all samples agree).
 
     Args:
-        image: a batch ``(N, C, *spatial)``.
         model: a network with dropout layers (e.g. ``UNet(..., dropout=0.2)``).
+        image: a batch ``(N, C, *spatial)``.
         samples: number of stochastic forward passes (>= 2).
         activation: "softmax" or "sigmoid".
         uncertainty: "variance", "entropy" or "mutual_information".
-        predictor: how to get logits, ``predictor(image, model)``; default ``model(image)``.
+        predictor: how to get logits, ``predictor(model, image)``; default ``model(image)``.
 
     Shape: ``(N, C, *spatial)`` -> mean probabilities ``(N, K, *spatial)`` and an uncertainty map
     ``(N, 1, *spatial)`` for softmax or ``(N, K, *spatial)`` for sigmoid (one per channel).
@@ -158,7 +158,7 @@ def mc_dropout(image: torch.Tensor, model: nn.Module, *, samples: int = 10,
                           "and the uncertainty is 0 (build it with dropout > 0)", stacklevel=2)
         mean = squares = entropy_sum = None
         for k in range(1, samples + 1):
-            logits = _check_logits(predictor(image, model), image.shape[2:], "an MC sample")
+            logits = _check_logits(predictor(model, image), image.shape[2:], "an MC sample")
             probs = _activate(logits.float(), activation)
             if mean is None:                      # Welford's running mean and sum of squares
                 mean, squares = probs.clone(), torch.zeros_like(probs)

@@ -115,7 +115,7 @@ def train_brain2d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, d
     fit(model, train_loader, val_loader, loss_fn=dice_ce_loss, epochs=settings["epochs"], lr=settings["lr"],
         device="cpu", seed=seed)
     _round_to_half(model)
-    metrics = _brain_metrics(model, cases["test"], lambda image: predict_slices(image, model, axis=-1))
+    metrics = _brain_metrics(model, cases["test"], lambda image: predict_slices(model, image, axis=-1))
     return model, metrics, ids
 
 
@@ -169,7 +169,7 @@ def train_brain3d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, d
     _round_to_half(model)
     roi = tuple(settings["patch_size"])
     metrics = _brain_metrics(model, cases["test"], lambda image: sliding_window_inference(
-        image[None], model, roi_size=roi, overlap=0.5)[0])
+        model, image[None], roi_size=roi, overlap=0.5)[0])
     return model, metrics, ids
 
 

@@ -79,7 +79,7 @@ def test_sliding_window_3d_matches_monai(shape, roi, overlap, mode, sw):
     torch.manual_seed(1)
     x = torch.randn(shape)
     expected = monai_reference(x, net, roi, overlap=overlap, mode=mode, sw_batch_size=sw)
-    got = sliding_window_inference(x, net, roi_size=roi, overlap=overlap, blend=mode,
+    got = sliding_window_inference(net, x, roi_size=roi, overlap=overlap, blend=mode,
                                    sw_batch_size=sw)
     assert got.shape == (shape[0], 3) + shape[2:]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
@@ -97,7 +97,7 @@ def test_sliding_window_2d_matches_monai(shape, roi, overlap, mode, sigma, pad):
     x = torch.randn(shape)
     expected = monai_reference(x, net, roi, overlap=overlap, mode=mode, sigma_scale=sigma,
                                padding_mode=pad)
-    got = sliding_window_inference(x, net, roi_size=roi, overlap=overlap, blend=mode,
+    got = sliding_window_inference(net, x, roi_size=roi, overlap=overlap, blend=mode,
                                    sigma_scale=sigma, padding_mode=pad)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
@@ -105,16 +105,16 @@ def test_sliding_window_2d_matches_monai(shape, roi, overlap, mode, sigma, pad):
 def test_sliding_window_constant_blend_is_average_of_overlaps():
     # a network that returns its input: every blend of identical values gives the input back
     x = torch.randn(1, 2, 23, 19)
-    got = sliding_window_inference(x, nn.Identity().eval(), roi_size=8, overlap=0.5, blend="gaussian")
+    got = sliding_window_inference(nn.Identity().eval(), x, roi_size=8, overlap=0.5, blend="gaussian")
     torch.testing.assert_close(got, x)
     # a network that returns ones: output 1 everywhere whatever the weights
-    ones = sliding_window_inference(x, lambda w: torch.ones_like(w), roi_size=(8, 5), overlap=0.4)
+    ones = sliding_window_inference(lambda w: torch.ones_like(w), x, roi_size=(8, 5), overlap=0.4)
     torch.testing.assert_close(ones, torch.ones_like(x))
 
 
 def test_sliding_window_returns_normal_tensor_on_input_device():
     x = torch.randn(1, 2, 16, 16)
-    out = sliding_window_inference(x, tiny_unet(2), roi_size=8)
+    out = sliding_window_inference(tiny_unet(2), x, roi_size=8)
     out += 1                      # inference tensors would refuse an in-place update here
     assert out.device == x.device and not out.requires_grad
 
@@ -123,23 +123,23 @@ def test_sliding_window_errors_and_warning():
     net = tiny_unet(2)
     x = torch.randn(1, 2, 16, 16)
     with pytest.raises(ValueError, match="roi_size must have one entry per spatial axis"):
-        sliding_window_inference(x, net, roi_size=(8, 8, 8))
+        sliding_window_inference(net, x, roi_size=(8, 8, 8))
     with pytest.raises(ValueError, match=r"overlap must be in \[0, 1\)"):
-        sliding_window_inference(x, net, roi_size=8, overlap=1.0)
+        sliding_window_inference(net, x, roi_size=8, overlap=1.0)
     with pytest.raises(ValueError, match="blend must be one of"):
-        sliding_window_inference(x, net, roi_size=8, blend="linear")
+        sliding_window_inference(net, x, roi_size=8, blend="linear")
     with pytest.raises(ValueError, match="missing|one case without batch axis"):
-        sliding_window_inference(x[0], net, roi_size=8)
+        sliding_window_inference(net, x[0], roi_size=8)
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
-        sliding_window_inference(x.numpy(), net, roi_size=8)
+        sliding_window_inference(net, x.numpy(), roi_size=8)
     with pytest.raises(ValueError, match="sw_batch_size must be an int >= 1"):
-        sliding_window_inference(x, net, roi_size=8, sw_batch_size=0)
+        sliding_window_inference(net, x, roi_size=8, sw_batch_size=0)
     with pytest.raises(ValueError, match="must keep the spatial size"):
-        sliding_window_inference(x, lambda w: w[..., :4], roi_size=8)
+        sliding_window_inference(lambda w: w[..., :4], x, roi_size=8)
     deep = UNet(2, 2, 3, features=(4, 8, 16), deep_supervision=True).train()
     with pytest.warns(UserWarning, match="training mode"), \
             pytest.raises(TypeError, match="call model.eval"):
-        sliding_window_inference(x, deep, roi_size=8)
+        sliding_window_inference(deep, x, roi_size=8)
 
 
 # ----------------------------------------------------------------------------- slices
@@ -148,7 +148,7 @@ def test_predict_slices_equals_hand_loop(axis):
     net = tiny_unet(2)
     torch.manual_seed(3)
     volume = torch.randn(2, 8, 12, 6)
-    got = predict_slices(volume, net, axis=axis, batch_size=5)
+    got = predict_slices(net, volume, axis=axis, batch_size=5)
     a = axis % 3
     with torch.no_grad():
         expected = torch.stack([net(volume.select(1 + a, i)[None])[0]
@@ -160,11 +160,11 @@ def test_predict_slices_equals_hand_loop(axis):
 def test_predict_slices_numpy_and_errors():
     net = tiny_unet(2)
     volume = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
-    assert predict_slices(volume, net).shape == (3, 4, 4, 3)
+    assert predict_slices(net, volume).shape == (3, 4, 4, 3)
     with pytest.raises(ValueError, match=r"one case \(C, X, Y, Z\)"):
-        predict_slices(volume[None], net)
+        predict_slices(net, volume[None])
     with pytest.raises(ValueError, match="axis must be a spatial axis"):
-        predict_slices(volume, net, axis=3)
+        predict_slices(net, volume, axis=3)
 
 
 # ----------------------------------------------------------------------------- labels

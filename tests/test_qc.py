@@ -159,19 +159,19 @@ def _tensor_image():
 
 def test_flip_equivariant_model_has_no_tta_disagreement_and_no_mc_spread_without_dropout():
     with pytest.warns(UserWarning, match="no dropout layer"):
-        scores = prediction_uncertainty(_tensor_image(), _Threshold(p=0.0))
+        scores = prediction_uncertainty(_Threshold(p=0.0), _tensor_image())
     assert scores["tta_disagreement"] == pytest.approx(0.0, abs=1e-12)
     assert scores["mc_uncertainty"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_dropout_and_flip_dependence_raise_the_scores():
-    with_dropout = prediction_uncertainty(_tensor_image(), _Threshold(p=0.5), mc_samples=8, seed=0)
-    again = prediction_uncertainty(_tensor_image(), _Threshold(p=0.5), mc_samples=8, seed=0)
+    with_dropout = prediction_uncertainty(_Threshold(p=0.5), _tensor_image(), mc_samples=8, seed=0)
+    again = prediction_uncertainty(_Threshold(p=0.5), _tensor_image(), mc_samples=8, seed=0)
     assert with_dropout["mc_uncertainty"] > 0.01
     assert with_dropout["mc_uncertainty"] == pytest.approx(again["mc_uncertainty"], abs=1e-12)  # seeded
     with pytest.warns(UserWarning, match="no dropout layer"):
-        ramp = prediction_uncertainty(_tensor_image(), _Ramp())
+        ramp = prediction_uncertainty(_Ramp(), _tensor_image())
     # plain: x - 0.5 + ramp > 0 only where ramp > -0.5 inside the square; TTA averages the flips
     assert ramp["tta_disagreement"] > 0.05
     with pytest.raises(ValueError, match=r"one case as a tensor \(1, C, \*spatial\)"):
-        prediction_uncertainty(torch.zeros(2, 1, 8, 8), _Threshold())
+        prediction_uncertainty(_Threshold(), torch.zeros(2, 1, 8, 8))

@@ -311,7 +311,7 @@ def check_stack_slices(stack_slices: Callable, *, seed: int = 0) -> None:
         channels, classes = int(rng.integers(1, 4)), int(rng.integers(2, 4))
         volume = torch.from_numpy(rng.normal(size=(channels,) + spatial).astype(np.float32))
         model = _SliceNet(channels, classes, int(rng.integers(1 << 30))).eval()
-        reference = predict_slices(volume, model, axis=axis).numpy()
+        reference = predict_slices(model, volume, axis=axis).numpy()
         with torch.no_grad():
             got = answer_array(stack_slices(volume.clone(), model, axis=axis), "the stacked logits", ex)
         if got.shape != reference.shape:
@@ -347,7 +347,7 @@ def check_average_windows(average_windows: Callable, *, seed: int = 0) -> None:
         classes = int(rng.integers(2, 4))
         image = torch.from_numpy(rng.normal(size=(1, 1) + spatial).astype(np.float32))
         conv = (torch.nn.Conv2d if ndim == 2 else torch.nn.Conv3d)(1, classes, kernel_size=3, padding=1).eval()
-        reference = sliding_window_inference(image, conv, roi_size=roi, overlap=overlap, blend="constant")[0]
+        reference = sliding_window_inference(conv, image, roi_size=roi, overlap=overlap, blend="constant")[0]
         starts = [window_starts(s, r, overlap=overlap) for s, r in zip(spatial, roi)]
         corners = [tuple(int(c) for c in corner) for corner in np.array(np.meshgrid(*starts, indexing="ij"))
                    .reshape(ndim, -1).T]
