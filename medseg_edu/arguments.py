@@ -5,6 +5,7 @@ that names the argument, says what was expected and shows what came. The checks 
 modules need live here, so that one kind of mistake gets one wording everywhere:
 
 * :func:`check_choice`: a string option out of a fixed set (``activation``, ``empty``, ``blend`` ...);
+* :func:`check_activation`: what a network output's channels are (``activation``), defined here once;
 * :func:`check_int`: a whole number with a lower bound (``seed``, ``size``, ``samples`` ...);
 * :func:`check_unit_interval`: a number in [0, 1], (0, 1) or a half-open variant;
 * :func:`check_probabilities`: an array or tensor of probabilities, every value in [0, 1];
@@ -27,8 +28,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_unit_interval", "check_probabilities", "check_spacing", "check_same_shape",
-           "to_numpy", "to_tensor", "as_binary", "binary_pair", "check_image_batch"]
+__all__ = ["ACTIVATIONS", "check_choice", "check_activation", "check_int", "check_unit_interval", "check_probabilities",
+           "check_spacing", "check_same_shape", "to_numpy", "to_tensor", "as_binary", "binary_pair", "check_image_batch"]
 
 
 def check_choice(value: Any, choices: Sequence[Any], name: str) -> Any:
@@ -41,6 +42,38 @@ def check_choice(value: Any, choices: Sequence[Any], name: str) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+
+def check_activation(activation: Any, channels: int, *, choices: Sequence[str] = ACTIVATIONS) -> bool:
+    """Check ``activation`` for an output with ``channels`` channels; True if they are exclusive classes.
+
+    The one meaning of ``activation`` in the package (losses, :func:`medseg_edu.inference.probs_to_labels`,
+    :func:`medseg_edu.uncertainty.flip_tta` and ``mc_dropout``), for an output ``(N, K, *spatial)``:
+
+    * ``"softmax"``: logits of K mutually exclusive classes (K >= 2, channel 0 the background);
+      probabilities ``softmax(pred, dim=1)``, hard labels the argmax over channels.
+    * ``"sigmoid"``: logits of K independent binary channels (K >= 1), e.g. one lesion channel or the
+      overlapping BraTS regions WT/TC/ET; probabilities ``sigmoid(pred)``, hard masks a threshold per
+      channel. Every channel is a foreground channel (there is no background channel to drop).
+    * ``"none"``: probabilities in [0, 1] already. With K >= 2 they are class probabilities, read as
+      softmax's are (channel 0 the background, hard labels the argmax); with K = 1 one foreground
+      probability, read as sigmoid's is (hard mask: threshold).
+
+    Returns True for exclusive classes (softmax, or "none" with K >= 2), False for independent
+    channels. ``choices`` narrows the accepted values for a function that needs logits.
+
+    Example:
+        >>> check_activation("none", 3), check_activation("none", 1), check_activation("sigmoid", 3)
+        (True, False, False)
+    """
+    check_choice(activation, choices, "activation")
+    if activation == "softmax" and channels < 2:
+        raise ValueError(f"activation='softmax' needs at least 2 channels (background + classes), got {channels}; "
+                         "use activation='sigmoid' for one channel of logits (or 'none' for probabilities)")
+    return activation == "softmax" or (activation == "none" and channels >= 2)
 
 
 def check_int(value: Any, name: str, *, minimum: int) -> int:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg_edu.arguments import check_choice, check_image_batch, check_int, check_probabilities
+from medseg_edu.arguments import check_activation, check_choice, check_image_batch, check_int, check_probabilities
 
 __all__ = [
     "window_starts",
@@ -281,15 +281,18 @@ def predict_slices(model: Callable, volume, *, axis: int = -1, batch_size: int =
 # ----------------------------------------------------------------------------- labels
 def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
                     threshold: float = 0.5) -> torch.Tensor:
-    """Turn network outputs into a hard prediction.
+    """Turn network outputs into a hard prediction, as ``activation`` says what the channels are.
 
-    - ``activation="softmax"``: the class with the largest value per voxel (the same for logits
-      and for softmax probabilities) -> an int64 label map with one channel.
-    - ``activation="sigmoid"``: the input are logits; sigmoid, then ``> threshold`` per channel.
-    - ``activation="none"``: the input are probabilities of independent channels; ``> threshold``.
+    ``activation`` has the one meaning of :func:`medseg_edu.arguments.check_activation`:
 
-    Shape: ``(N, K, *spatial)`` -> ``(N, 1, *spatial)`` int64 labels (softmax) or
-    ``(N, K, *spatial)`` uint8 masks in {0, 1} (sigmoid/none).
+    - exclusive classes (``"softmax"``, or ``"none"`` with K >= 2 class probabilities): the class
+      with the largest value per voxel (the same for logits and for probabilities) -> an int64
+      label map with one channel; ``threshold`` is not used.
+    - independent channels (``"sigmoid"`` logits, or ``"none"`` with K = 1 probability):
+      probabilities ``> threshold`` per channel -> uint8 masks in {0, 1}.
+
+    Shape: ``(N, K, *spatial)`` -> ``(N, 1, *spatial)`` int64 labels (exclusive classes) or
+    ``(N, K, *spatial)`` uint8 masks (independent channels).
     """
     x = logits_or_probs
     if not isinstance(x, torch.Tensor):
@@ -297,16 +300,13 @@ def probs_to_labels(logits_or_probs: torch.Tensor, *, activation: str,
     if x.ndim < 3 or not x.is_floating_point():
         raise ValueError(f"logits_or_probs must be floating (N, K, *spatial), got shape "
                          f"{tuple(x.shape)} and dtype {x.dtype}")
-    check_choice(activation, ("softmax", "sigmoid", "none"), "activation")
-    if activation == "softmax":
-        if x.shape[1] < 2:
-            raise ValueError("activation='softmax' needs at least 2 channels, got 1; use "
-                             "activation='sigmoid' (logits) or 'none' (probabilities)")
+    exclusive = check_activation(activation, x.shape[1])
+    if activation == "none":
+        check_probabilities(x, "logits_or_probs", hint="activation='none' expects probabilities; for "
+                                                       "logits use activation='softmax' or 'sigmoid'")
+    if exclusive:
         return x.argmax(dim=1, keepdim=True)
     if not 0.0 < threshold < 1.0 or math.isnan(threshold):
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     probs = torch.sigmoid(x) if activation == "sigmoid" else x
-    if activation == "none":
-        check_probabilities(probs, "logits_or_probs", hint="activation='none' expects probabilities; for "
-                                                           "logits use activation='sigmoid'")
     return (probs > threshold).to(torch.uint8)

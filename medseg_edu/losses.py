@@ -7,15 +7,11 @@ options, for code that expects a module.
 Conventions shared by all losses
 --------------------------------
 ``pred`` is the network output, shape ``(N, K, *spatial)`` (K channels). What the channels mean is
-given by one argument, ``activation``:
-
-* ``"softmax"``: ``pred`` holds logits of K mutually exclusive classes (K >= 2, channel 0 is the
-  background). Probabilities are ``softmax(pred, dim=1)``.
-* ``"sigmoid"``: ``pred`` holds logits of K independent binary channels (K >= 1), e.g. one lesion
-  channel, or the overlapping BraTS regions WT/TC/ET. Probabilities are ``sigmoid(pred)``. Every
-  channel is a foreground channel, so ``include_background`` has nothing to drop.
-* ``"none"``: ``pred`` already holds probabilities in [0, 1]. With K >= 2 they are read as class
-  probabilities (channel 0 = background, like softmax); with K = 1 as one foreground probability.
+given by one argument, ``activation``: "softmax" (logits of exclusive classes, channel 0 the
+background), "sigmoid" (logits of independent channels, all foreground, so ``include_background``
+has nothing to drop) or "none" (probabilities: class probabilities when K >= 2, one foreground
+probability when K = 1), as defined once for the whole package in
+:func:`medseg_edu.arguments.check_activation`.
 
 ``target`` is either integer labels, shape ``(N, 1, *spatial)`` or ``(N, *spatial)``, with values in
 ``[0, K)`` (or {0, 1} when K = 1), which are converted to one-hot; or a float/one-hot tensor with the
@@ -35,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg_edu.arguments import check_choice, check_probabilities
+from medseg_edu.arguments import ACTIVATIONS, check_activation, check_choice, check_probabilities
 
 __all__ = [
     "soft_dice_loss",
@@ -50,7 +46,6 @@ __all__ = [
     "TverskyLoss",
 ]
 
-ACTIVATIONS = ("softmax", "sigmoid", "none")
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -62,7 +57,8 @@ def _shape(t: torch.Tensor) -> tuple:
     return tuple(t.shape)
 
 
-def _check_pred(pred: torch.Tensor, activation: str) -> None:
+def _check_pred(pred: torch.Tensor, activation: str) -> bool:
+    """Check ``pred`` and ``activation``; True if the channels are exclusive classes."""
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
     if not pred.is_floating_point():
@@ -70,11 +66,7 @@ def _check_pred(pred: torch.Tensor, activation: str) -> None:
     if pred.ndim < 3:
         raise ValueError(
             f"pred must have shape (N, K, *spatial) with at least one spatial axis, got {_shape(pred)}")
-    check_choice(activation, ACTIVATIONS, "activation")
-    if activation == "softmax" and pred.shape[1] < 2:
-        raise ValueError(
-            f"activation='softmax' needs at least 2 channels (background + foreground), got pred with "
-            f"shape {_shape(pred)}; use activation='sigmoid' for one foreground channel")
+    return check_activation(activation, pred.shape[1], choices=ACTIVATIONS)
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
@@ -140,11 +132,10 @@ def _one_hot_target(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return one_hot.movedim(-1, 1).to(dtype)                  # (N, K, *spatial)
 
 
-def _drop_background(probs: torch.Tensor, target: torch.Tensor, activation: str,
+def _drop_background(probs: torch.Tensor, target: torch.Tensor, exclusive: bool,
                      include_background: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop channel 0 when it is a background channel (softmax, or 'none' with K >= 2)."""
-    has_background = activation == "softmax" or (activation == "none" and probs.shape[1] >= 2)
-    if include_background or not has_background:
+    """Drop channel 0 when it is a background channel (exclusive classes: softmax, or 'none' with K >= 2)."""
+    if include_background or not exclusive:
         return probs, target
     return probs[:, 1:], target[:, 1:]
 
@@ -162,11 +153,11 @@ def _soft_overlap_inputs(pred: torch.Tensor, target: torch.Tensor, *, activation
                          batch_dice: bool, reduction: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """What every soft-overlap loss starts from: probabilities, the one-hot target (background dropped
     unless included) and the axes to sum over (spatial, plus the batch axis with ``batch_dice``)."""
-    _check_pred(pred, activation)
+    exclusive = _check_pred(pred, activation)
     check_choice(reduction, REDUCTIONS, "reduction")
     probs = _probabilities(pred, activation)
     onehot = _one_hot_target(target, probs)
-    probs, onehot = _drop_background(probs, onehot, activation, include_background)
+    probs, onehot = _drop_background(probs, onehot, exclusive, include_background)
     axes = list(range(2, probs.ndim))
     return probs, onehot, [0] + axes if batch_dice else axes
 
@@ -315,11 +306,10 @@ def focal_loss(pred: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
 
     Taught in week 4.
     """
-    _check_pred(pred, activation)
+    exclusive = _check_pred(pred, activation)
     check_choice(reduction, REDUCTIONS, "reduction")
     logits = _upcast(pred)
     num_classes = pred.shape[1]
-    exclusive = activation == "softmax" or (activation == "none" and num_classes >= 2)
     if activation == "none":
         probs = _probabilities(logits, "none")
         eps = torch.finfo(probs.dtype).tiny

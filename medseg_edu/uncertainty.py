@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-from medseg_edu.arguments import check_choice, check_image_batch, check_int
+from medseg_edu.arguments import check_activation, check_choice, check_image_batch, check_int
 from medseg_edu.inference import _check_logits
 
 __all__ = ["flip_tta", "mc_dropout"]
@@ -31,10 +31,8 @@ Predictor = Callable[[Callable, torch.Tensor], torch.Tensor]
 
 
 def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "softmax":
-        if logits.shape[1] < 2:
-            raise ValueError("activation='softmax' needs at least 2 channels (background + classes), "
-                             f"got {logits.shape[1]}; use activation='sigmoid' for one channel")
+    """Probabilities from logits; ``activation`` as in :func:`medseg_edu.arguments.check_activation`."""
+    if check_activation(activation, logits.shape[1], choices=_ACTIVATIONS):
         return torch.softmax(logits, dim=1)
     return torch.sigmoid(logits)
 

@@ -182,3 +182,16 @@ def test_probs_to_labels():
         probs_to_labels(probs + 1, activation="none")
     with pytest.raises(ValueError, match="activation must be one of"):
         probs_to_labels(probs, activation="relu")
+
+
+def test_probs_to_labels_none_has_the_losses_meaning():
+    # activation="none" with K >= 2: class probabilities, read as softmax's are (argmax), as the
+    # losses read them; a per-channel threshold would give two foreground channels at pixel 1.
+    probs = torch.tensor([[[[0.2, 0.1]], [[0.7, 0.55]], [[0.1, 0.35]]]])   # (1, 3, 1, 2), sums to 1
+    labels = probs_to_labels(probs, activation="none")
+    assert labels.dtype == torch.int64 and labels.tolist() == [[[[1, 1]]]]
+    assert torch.equal(labels, probs_to_labels(torch.log(probs), activation="softmax"))
+    # K = 1: one foreground probability, thresholded (as the losses read it, like sigmoid)
+    one = torch.tensor([[[[0.2, 0.6]]]])                                     # (1, 1, 1, 2)
+    assert probs_to_labels(one, activation="none").tolist() == [[[[0, 1]]]]
+    assert torch.equal(probs_to_labels(one, activation="none"), probs_to_labels(torch.logit(one), activation="sigmoid"))
