@@ -6,9 +6,9 @@ are imported on first use, so ``import medseg_edu`` stays fast and a command tha
 data tools does not load PyTorch.
 
 Modules, in the order the course meets them:
-    data (nifti, io, phantoms, datasets, splits), registration, similarity, transforms, intensity, models,
+    data (nifti, io, phantoms, datasets, splits, nnunet), registration, similarity, transforms, intensity, models,
     runtime, training, checkpoint, inference, uncertainty, interpret, losses, metrics, clinical, bootstrap,
-    reweighting, viz, widgets.
+    reweighting, viz, widgets, planning, unet_plan, crossval.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ _EXPORTS = {
                                  "write_skin_dataset", "builtin_brain", "builtin_skin"],
     "medseg_edu.data.datasets": ["sample_patch", "BrainVolumes", "BrainSlices", "BrainPatches", "SkinImages"],
     "medseg_edu.data.splits": ["patient_split", "patient_kfold", "check_no_leakage", "site_split"],
+    "medseg_edu.data.nnunet": ["nnunet_label_names", "export_nnunet", "read_nnunet_predictions"],
     "medseg_edu.registration": ["rigid_matrix", "resample", "register_rigid", "register_affine",
                                 "transform_error"],
     "medseg_edu.similarity": ["ncc_score", "joint_histogram", "mutual_information_score"],
@@ -72,6 +73,11 @@ _EXPORTS = {
     "medseg_edu.raters": ["RATER_STYLES", "simulate_rater", "simulate_raters", "pairwise_agreement",
                           "majority_vote", "staple"],
     "medseg_edu.model_card": ["markdown_table", "group_metrics", "model_card_markdown"],
+    "medseg_edu.planning": ["nonzero_mask", "dataset_fingerprint", "target_spacing", "normalisation_schemes",
+                            "normalise_image", "plan_experiment"],
+    "medseg_edu.unet_plan": ["pooling_plan", "feature_map_size", "configure_unet"],
+    "medseg_edu.crossval": ["assign_folds", "ensemble_probabilities", "predict_ensemble", "keep_largest_component",
+                            "determine_postprocessing", "apply_postprocessing"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -1,4 +1,4 @@
-"""The ``medseg-edu`` command: demo, phantom, fetch, release, grade.
+"""The ``medseg-edu`` command: demo, phantom, fetch, export-nnunet, release, grade.
 
 Each sub-command is a thin shell around a library function, so everything the command does can also
 be done from a notebook. Run ``medseg-edu --help`` for the list and ``medseg-edu CMD --help`` for one.
@@ -51,7 +51,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
             kwargs["misalign"] = args.misalign
         root = phantoms.write_brain_dataset(args.out, **kwargs)
     else:
-        kwargs = {"images": args.cases, "seed": args.seed, "site": args.site}
+        kwargs = {"cases": args.cases, "seed": args.seed, "site": args.site}
         if args.shape:
             if len(args.shape) != 1:
                 raise ValueError(f"--shape for skin images is one size (e.g. 256), got {args.shape}")
@@ -91,6 +91,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from medseg_edu import demo
 
     demo.run_demo(out_dir=args.out, full=args.full, device=args.device, seed=args.seed)
+    return 0
+
+
+def _cmd_export_nnunet(args: argparse.Namespace) -> int:
+    from medseg_edu.data.nnunet import export_nnunet
+
+    out = export_nnunet(args.source, args.out, dataset_id=args.dataset_id, name=args.name, n_folds=args.folds,
+                        overwrite=args.overwrite)
+    print(f"wrote {out}; set nnUNet_raw={out.parent} and run nnUNetv2_plan_and_preprocess -d {args.dataset_id}")
     return 0
 
 
@@ -147,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=None)
 
+    p = sub.add_parser("export-nnunet", help="write an MSD-layout folder as an nnU-Net v2 raw data set")
+    p.add_argument("source", type=Path, help="MSD-layout folder (imagesTr/, labelsTr/, participants.tsv)")
+    p.add_argument("--out", type=Path, required=True, help="nnUNet_raw folder to write DatasetXXX_NAME into")
+    p.add_argument("--dataset-id", type=_positive_int, default=1, help="nnU-Net data set number (default: 1)")
+    p.add_argument("--name", default="BrainTumourPhantom", help="data set name (default: BrainTumourPhantom)")
+    p.add_argument("--folds", type=_positive_int, default=5, help="patient-level folds in splits_final.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DatasetXXX_NAME folder")
+    p.set_defaults(func=_cmd_export_nnunet)
+
     p = sub.add_parser("release", help="write the student notebooks (solutions and hidden tests removed)")
     p.add_argument("source", nargs="?", type=Path, default=Path("course"), help="folder of instructor notebooks")
     p.add_argument("--out", type=Path, default=None, help="default: SOURCE/student")
@@ -177,7 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"medseg-edu {args.command}: error: {err}", file=sys.stderr)
         return 2
 
