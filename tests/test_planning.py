@@ -205,3 +205,22 @@ def test_plan_experiment_resamples_the_median_shape_and_picks_the_slice_axis():
     assert plan["median_shape"] == [150, 190, 37] and plan["slice_axis"] == 2
     assert plan["normalisation"] == ["zscore"] and plan["use_mask_for_norm"] == [True]
     assert plan["2d"]["spacing_mm"] == [1.0, 1.0] and len(plan["3d_fullres"]["patch_size"]) == 3
+
+
+@pytest.mark.slow
+def test_builtin_brain_set_gets_the_3d_plan_nnunetv2_measured_in_issue_15():
+    # reference: nnunetv2 2.8.1 on the built-in set (issue 15): 3d_fullres 1.75 mm isotropic, patch
+    # 96x112x96, batch 2, z-score in the brain mask, 5 stages; 2d patch 112x96 (nnU-Net's y, x order).
+    # The 2d batch size depends on the number of cases (5% cap) and is checked against nnunetv2 itself
+    # in tests/test_nnunet_compare.py.
+    from medseg_edu.data.io import BRAIN_CHANNELS, list_brain_cases, load_brain_case
+    from medseg_edu.data.phantoms import builtin_brain
+
+    table = list_brain_cases(builtin_brain())
+    cases = (load_brain_case(row.image_path, row.label_path) for row in table.itertuples())
+    plan = plan_experiment(dataset_fingerprint(cases, channel_names=BRAIN_CHANNELS), num_classes=4)
+    assert plan["target_spacing_mm"] == pytest.approx([1.75] * 3, abs=1e-9)
+    full = plan["3d_fullres"]
+    assert full["patch_size"] == [96, 112, 96] and full["batch_size"] == 2 and full["n_stages"] == 5
+    assert plan["normalisation"] == ["zscore"] * 4 and plan["use_mask_for_norm"] == [True] * 4
+    assert plan["2d"]["patch_size"] == [96, 112] and plan["2d"]["n_stages"] == 5
