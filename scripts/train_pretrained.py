@@ -63,7 +63,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "skin2d_unet": {
         "description": "2D U-Net on dermoscopy images: RGB in [0, 1] -> 2 classes (skin, lesion), 128 x 128",
-        "data": {"builtin": "skin", "images": 64, "seed": 0, "size": 128},
+        "data": {"builtin": "skin", "cases": 64, "seed": 0, "size": 128},
         "preprocessing": "RGB in [0, 1] as loaded by medseg_edu.data.io.load_skin_case, 128 x 128 pixels "
                          "(resize with medseg_edu.data.datasets.resize_image_and_label); softmax over 2 classes",
         "model": {"class": "UNet", "spatial_dims": 2, "in_channels": 3, "out_channels": 2,
@@ -175,7 +175,7 @@ def train_brain3d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, d
 
 def train_skin2d(recipe: dict[str, Any], seed: int) -> tuple[torch.nn.Module, dict, dict]:
     data = recipe["data"]
-    root = builtin_skin(images=data["images"], seed=data["seed"], size=data["size"])
+    root = builtin_skin(cases=data["cases"], seed=data["seed"], size=data["size"])
     table = list_skin_cases(root)
     split = _split(table["patient_id"].tolist(), seed)
     loaded = {name: [load_skin_case(table["image_path"][i], table["mask_path"][i]) for i in rows]

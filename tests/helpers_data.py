@@ -52,11 +52,11 @@ def write_tiny_brain_dataset(root: Path, *, cases: int = 4, shape: tuple[int, in
     return root
 
 
-def write_tiny_skin_dataset(root: Path, *, images: int = 3, size: tuple[int, int] = (20, 24)) -> Path:
+def write_tiny_skin_dataset(root: Path, *, cases: int = 3, size: tuple[int, int] = (20, 24)) -> Path:
     """ISIC layout: images/img_00i.jpg (flat colours), masks/img_00i_segmentation.png, metadata.csv."""
     root = Path(root)
     rows = []
-    for i in range(images):
+    for i in range(cases):
         image = np.full((3,) + size, 0.8, dtype=np.float32)
         label = np.zeros(size, dtype=np.uint8)
         label[4:12, 6:14 + i] = 1

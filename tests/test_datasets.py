@@ -25,7 +25,7 @@ def brain_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def skin_root(tmp_path_factory):
-    return write_tiny_skin_dataset(tmp_path_factory.mktemp("skin"), images=3)
+    return write_tiny_skin_dataset(tmp_path_factory.mktemp("skin"), cases=3)
 
 
 def _expected(case_index):

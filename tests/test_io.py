@@ -183,7 +183,7 @@ def test_read_dataset_json_errors(tmp_path):
 # ---------------------------------------------------------------------------------- skin
 
 def test_skin_round_trip_and_listing(tmp_path):
-    write_tiny_skin_dataset(tmp_path, images=3)
+    write_tiny_skin_dataset(tmp_path, cases=3)
     assert (tmp_path / "masks" / "img_000_segmentation.png").is_file()
     cases = list_skin_cases(tmp_path)
     assert cases["case_id"].tolist() == ["img_000", "img_001", "img_002"]

@@ -140,9 +140,9 @@ def test_channel_order_matches_io():
 def test_builtin_skin_generates_once(tmp_path, monkeypatch):
     pytest.importorskip("medseg_edu.data.skin_phantom")
     monkeypatch.setenv("MEDSEG_DATA", str(tmp_path))
-    first = phantoms.builtin_skin(images=2, size=64)
+    first = phantoms.builtin_skin(cases=2, size=64)
     stamp = (first / "complete").stat().st_mtime_ns
-    assert phantoms.builtin_skin(images=2, size=64) == first
+    assert phantoms.builtin_skin(cases=2, size=64) == first
     assert (first / "complete").stat().st_mtime_ns == stamp
 
 
@@ -314,7 +314,7 @@ def test_both_phantoms_follow_the_package_conventions(tmp_path):
 
     pytest.importorskip("medseg_edu.data.skin_phantom")
     brain = write_brain_dataset(tmp_path / "brain", cases=2, seed=0, **SMALL)
-    skin = phantoms.write_skin_dataset(tmp_path / "skin", images=2, seed=0, size=64)
+    skin = phantoms.write_skin_dataset(tmp_path / "skin", cases=2, seed=0, size=64)
     participants = list(csv.DictReader((brain / "participants.tsv").open(), delimiter="\t"))
     metadata = list(csv.DictReader((skin / "metadata.csv").open()))
     for rows in (participants, metadata):

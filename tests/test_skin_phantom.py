@@ -173,7 +173,7 @@ def test_lesion_contrast_bad_input():
 # write_skin_dataset
 # ---------------------------------------------------------------------------------------------
 def test_dataset_layout_masks_and_metadata(tmp_path):
-    root = write_skin_dataset(tmp_path / "skin", images=6, seed=1, size=48, site="B", patients=3)
+    root = write_skin_dataset(tmp_path / "skin", cases=6, seed=1, size=48, site="B", patients=3)
     assert root == tmp_path / "skin"
     jpgs = sorted(p.name for p in (root / "images").iterdir())
     pngs = sorted(p.name for p in (root / "masks").iterdir())
@@ -202,7 +202,7 @@ def test_dataset_layout_masks_and_metadata(tmp_path):
 
 def test_dataset_readable_by_io(tmp_path):
     io = pytest.importorskip("medseg_edu.data.io")
-    root = write_skin_dataset(tmp_path / "skin", images=3, seed=2, size=40)
+    root = write_skin_dataset(tmp_path / "skin", cases=3, seed=2, size=40)
     cases = io.list_skin_cases(root)
     assert len(cases) == 3 and set(cases["fitzpatrick"]) <= set(FITZPATRICK_TYPES)
     case = io.load_skin_case(cases["image_path"][0], cases["mask_path"][0])
@@ -210,7 +210,7 @@ def test_dataset_readable_by_io(tmp_path):
 
 
 def test_dataset_same_seed_same_bytes(tmp_path):
-    kwargs = dict(images=4, size=40, patients=2, fitzpatrick_weights=(1, 0, 0, 0, 1, 1))
+    kwargs = dict(cases=4, size=40, patients=2, fitzpatrick_weights=(1, 0, 0, 0, 1, 1))
     first = _digests(write_skin_dataset(tmp_path / "a", seed=7, **kwargs))
     second = _digests(write_skin_dataset(tmp_path / "b", seed=7, **kwargs))
     third = _digests(write_skin_dataset(tmp_path / "c", seed=8, **kwargs))
@@ -219,42 +219,42 @@ def test_dataset_same_seed_same_bytes(tmp_path):
 
 
 def test_fitzpatrick_weights_are_honoured(tmp_path):
-    root = write_skin_dataset(tmp_path / "w", images=60, seed=0, size=32,
+    root = write_skin_dataset(tmp_path / "w", cases=60, seed=0, size=32,
                               fitzpatrick_weights=(3, 2, 1, 0, 0, 0))
     counts = np.bincount([int(r["fitzpatrick"]) for r in _read_metadata(root)], minlength=7)[1:]
     expected = np.array([30, 20, 10, 0, 0, 0])
     assert np.all(np.abs(counts - expected) <= 1)
-    root = write_skin_dataset(tmp_path / "m", images=10, seed=0, size=32, fitzpatrick_weights={1: 1, 6: 1})
+    root = write_skin_dataset(tmp_path / "m", cases=10, seed=0, size=32, fitzpatrick_weights={1: 1, 6: 1})
     assert {int(r["fitzpatrick"]) for r in _read_metadata(root)} == {1, 6}
 
 
 def test_existing_empty_folder_is_filled(tmp_path):
     (tmp_path / "empty").mkdir()
-    root = write_skin_dataset(tmp_path / "empty", images=1, seed=0, size=32)
+    root = write_skin_dataset(tmp_path / "empty", cases=1, seed=0, size=32)
     assert (root / "metadata.csv").is_file()
 
 
 def test_bad_arguments_to_write_skin_dataset(tmp_path):
     out = tmp_path / "x"
-    with pytest.raises(ValueError, match="images must be an int >= 1, got 0"):
-        write_skin_dataset(out, images=0, seed=0)
+    with pytest.raises(ValueError, match="cases must be an int >= 1, got 0"):
+        write_skin_dataset(out, cases=0, seed=0)
     with pytest.raises(ValueError, match="size must be an int >= 32, got 16"):
-        write_skin_dataset(out, images=2, seed=0, size=16)
+        write_skin_dataset(out, cases=2, seed=0, size=16)
     with pytest.raises(ValueError, match="fitzpatrick_weights must have 6 values"):
-        write_skin_dataset(out, images=2, seed=0, fitzpatrick_weights=(1, 1))
+        write_skin_dataset(out, cases=2, seed=0, fitzpatrick_weights=(1, 1))
     with pytest.raises(ValueError, match="fitzpatrick_weights must be finite, >= 0 and not all 0"):
-        write_skin_dataset(out, images=2, seed=0, fitzpatrick_weights=(1, -1, 0, 0, 0, 0))
+        write_skin_dataset(out, cases=2, seed=0, fitzpatrick_weights=(1, -1, 0, 0, 0, 0))
     with pytest.raises(ValueError, match=r"fitzpatrick_weights keys must be skin types .* got \[7\]"):
-        write_skin_dataset(out, images=2, seed=0, fitzpatrick_weights={7: 1.0})
-    with pytest.raises(ValueError, match=r"patients must be <= images \(2\), got 3"):
-        write_skin_dataset(out, images=2, seed=0, patients=3)
+        write_skin_dataset(out, cases=2, seed=0, fitzpatrick_weights={7: 1.0})
+    with pytest.raises(ValueError, match=r"patients must be <= cases \(2\), got 3"):
+        write_skin_dataset(out, cases=2, seed=0, patients=3)
     with pytest.raises(ValueError, match="site must be one of"):
-        write_skin_dataset(out, images=2, seed=0, site="Q")
+        write_skin_dataset(out, cases=2, seed=0, site="Q")
     assert not out.exists()
     out.mkdir()
     (out / "old.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="out_dir must not exist or be an empty folder"):
-        write_skin_dataset(out, images=1, seed=0, size=32)
+        write_skin_dataset(out, cases=1, seed=0, size=32)
     assert (out / "old.txt").read_text() == "keep me"
 
 
@@ -270,5 +270,5 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(skin_phantom, "make_skin_case", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_skin_dataset(tmp_path / "broken", images=5, seed=0, size=32)
+        write_skin_dataset(tmp_path / "broken", cases=5, seed=0, size=32)
     assert list(tmp_path.iterdir()) == []

@@ -188,7 +188,7 @@ def builtin_brain(**kwargs: Any) -> Path:
 def builtin_skin(**kwargs: Any) -> Path:
     """The built-in skin-lesion data set: generated once into the cache, then reused.
 
-    Takes the keyword arguments of ``write_skin_dataset`` (defaults: ``images=48, seed=0``).
+    Takes the keyword arguments of ``write_skin_dataset`` (defaults: ``cases=48, seed=0``).
 
     Shape: a folder in the ISIC layout (see ``write_skin_dataset``).
 
@@ -196,4 +196,4 @@ def builtin_skin(**kwargs: Any) -> Path:
     """
     from medseg_edu.data.skin_phantom import write_skin_dataset as writer
 
-    return _cached("skin", writer, {"images": 48, "seed": 0}, kwargs)
+    return _cached("skin", writer, {"cases": 48, "seed": 0}, kwargs)

@@ -246,7 +246,7 @@ def _allocate(total: int, probabilities: np.ndarray, rng: np.random.Generator) -
     return rng.permutation(types)
 
 
-def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, seed: int,
+def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, cases: int, seed: int,
                        fitzpatrick_weights: Union[Sequence[float], Mapping[int, float], None] = None,
                        size: int = 256, site: str = "A", patients: Optional[int] = None) -> Path:
     """Write a synthetic skin-lesion data set in the ISIC 2018 segmentation layout.
@@ -264,7 +264,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     Args:
         out_dir: folder to create; it must not exist yet or be empty. Everything is written to a
             temporary folder next to it and renamed at the end, so a failure leaves nothing behind.
-        images: number of images (>= 1).
+        cases: number of cases, one image each (>= 1); ``cases=`` as in ``write_brain_dataset``.
         seed: the same arguments give the same bytes in every file.
         fitzpatrick_weights: relative frequency of skin types I..VI: 6 numbers, or a dict
             {type: weight} (missing types get 0). None: all types equally often. Patients get their
@@ -272,7 +272,7 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
             training set that under-represents dark skin.
         size: image height and width in pixels (>= 32).
         site: a key of ``SITES``; the whole data set comes from that site's camera.
-        patients: number of distinct patients (1..images); each patient has one skin type, age and
+        patients: number of distinct patients (1..cases); each patient has one skin type, age and
             sex, and one or more images of different lesions. None: one image per patient.
 
     Returns:
@@ -281,22 +281,22 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     Shape: each image (H, W, 3) uint8 on disk; each mask (H, W) uint8 on disk, H = W = size.
 
     Example:
-        >>> root = write_skin_dataset("/tmp/skin", images=8, seed=0, patients=4)   # doctest: +SKIP
+        >>> root = write_skin_dataset("/tmp/skin", cases=8, seed=0, patients=4)   # doctest: +SKIP
 
     Used in weeks 3, 4 and 6 through `builtin_skin`.
     """
     from medseg_edu.data.io import save_skin_case
 
-    images = check_int(images, "images", minimum=1)
+    cases = check_int(cases, "cases", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
     size = check_int(size, "size", minimum=32)
     check_choice(site, sorted(SITES), "site")
     probabilities = _type_weights(fitzpatrick_weights)
     if patients is None:
-        patients = images
+        patients = cases
     patients = check_int(patients, "patients", minimum=1)
-    if patients > images:
-        raise ValueError(f"patients must be <= images ({images}), got {patients}")
+    if patients > cases:
+        raise ValueError(f"patients must be <= cases ({cases}), got {patients}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"out_dir must not exist or be an empty folder, got {out_dir} (not empty)")
@@ -306,14 +306,14 @@ def write_skin_dataset(out_dir: Union[str, "os.PathLike[str]"], *, images: int, 
     patient_ages = np.clip(np.rint(rng.normal(52, 16, patients)), 18, 90).astype(int)
     patient_sexes = rng.choice(["F", "M"], patients)   # as DICOM PatientSex
     # every patient gets at least one image; the remaining images go to random patients
-    owner = np.concatenate([np.arange(patients), rng.integers(0, patients, images - patients)])
+    owner = np.concatenate([np.arange(patients), rng.integers(0, patients, cases - patients)])
     owner = rng.permutation(owner)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = staging_dir(out_dir)
     try:
         rows = []
-        for index in progress(range(images), desc="skin phantom", total=images):
+        for index in progress(range(cases), desc="skin phantom", total=cases):
             patient = int(owner[index])
             image_seed = int(np.random.SeedSequence([seed, 1, index]).generate_state(1)[0])
             case = make_skin_case(seed=image_seed, fitzpatrick=int(patient_types[patient]),
