@@ -34,7 +34,7 @@ def assign_folds(patient_ids: Sequence[Any], *, n_splits: int = 5) -> np.ndarray
 
     Example:
         >>> assign_folds(["a", "a", "b", "c"], n_splits=3).tolist()
-        [0, 0, 1, 2]
+        [0, 0, 2, 1]
     """
     folds = patient_kfold(patient_ids, n_splits=n_splits)
     out = np.full(sum(len(test) for _, test in folds), -1, dtype=np.int64)

@@ -54,7 +54,7 @@ def pooling_plan(spacing_mm: Sequence[float], patch_size: Sequence[float], *, mi
     ``divisible_by`` (D,) = ``2 ** pools_per_axis``.
 
     Example:
-        >>> pooling_plan([1.0, 1.0], [64, 48])["pools_per_axis"]
+        >>> pooling_plan([1.0, 1.0], [100, 50])["pools_per_axis"]     # 100 -> 7 (4 pools), 50 -> 7 (3)
         [4, 3]
     """
     spacing = list(check_spacing(spacing_mm))
