@@ -212,8 +212,10 @@ def plan_experiment(fingerprint: Mapping[str, Any], *, num_classes: int, memory_
     """The plans for a data set: target spacing, normalisation, and a 3D and a 2D U-Net configuration.
 
     ``num_classes`` counts the background (4 for the brain set). The 3D configuration works at the
-    target spacing on the median shape after resampling; it is left out (None) for 2D data. The 2D one
-    works on the slices across the coarsest axis (``slice_axis``, the last one for isotropic data).
+    target spacing on the median shape after resampling; it is left out (None) for 2D data (a
+    fingerprint with 2 spatial axes, or a coarsest axis of 1 voxel). The 2D one works on the slices
+    across the coarsest axis (``slice_axis``, the last one for isotropic data; None for 2D images).
+    Which of the two is better, nnU-Net decides by cross-validation, not by a rule.
     ``lowres_advised`` is True when the 3D patch covers less than a quarter of the median image: there
     nnU-Net adds a low-resolution cascade, which these plans do not build.
 
@@ -230,10 +232,13 @@ def plan_experiment(fingerprint: Mapping[str, Any], *, num_classes: int, memory_
     voxels = float(np.prod(median, dtype=np.float64) * len(shapes))
     schemes, use_mask = normalisation_schemes(
         fingerprint["channel_names"], median_relative_size_after_crop=fingerprint["median_relative_size_after_crop"])
-    slice_axis = len(target) - 1 - int(np.argmax(target[::-1]))
-    in_plane = [d for d in range(len(target)) if d != slice_axis]
+    if len(target) == 3:                     # 2D slices across the coarsest axis (ties: the last)
+        slice_axis: Optional[int] = len(target) - 1 - int(np.argmax(target[::-1]))
+        in_plane = [d for d in range(3) if d != slice_axis]
+    else:                                    # 2D images: no 3D configuration
+        slice_axis, in_plane = None, [0, 1]
     full = configure_unet(target, median, num_classes=num_classes, dataset_voxels=voxels, memory_gb=memory_gb) \
-        if len(target) == 3 and median[slice_axis] != 1 else None
+        if slice_axis is not None and median[slice_axis] != 1 else None
     flat = configure_unet(target[in_plane], median[in_plane], num_classes=num_classes, dataset_voxels=voxels,
                           memory_gb=memory_gb)
     lowres = full is not None and np.prod(full["patch_size"], dtype=np.float64) / np.prod(median) < 0.25

@@ -224,3 +224,20 @@ def test_builtin_brain_set_gets_the_3d_plan_nnunetv2_measured_in_issue_15():
     assert full["patch_size"] == [96, 112, 96] and full["batch_size"] == 2 and full["n_stages"] == 5
     assert plan["normalisation"] == ["zscore"] * 4 and plan["use_mask_for_norm"] == [True] * 4
     assert plan["2d"]["patch_size"] == [96, 112] and plan["2d"]["n_stages"] == 5
+
+
+def test_plan_experiment_on_2d_images_has_no_3d_configuration():
+    fingerprint = {"spacings": [[0.5, 0.5]] * 3, "shapes_after_crop": [[64, 64]] * 3, "channel_names": ["R"],
+                   "median_relative_size_after_crop": 1.0}
+    plan = plan_experiment(fingerprint, num_classes=2)
+    assert plan["3d_fullres"] is None and plan["slice_axis"] is None and plan["lowres_advised"] is False
+    # 64x64 at 0.5 mm: five stages (64 .. 4); 5% of 3 * 4096 voxels rounds to 0 -> the minimum batch 2
+    assert plan["2d"]["patch_size"] == [64, 64] and plan["2d"]["n_stages"] == 5 and plan["2d"]["batch_size"] == 2
+    assert plan["normalisation"] == ["zscore"] and plan["use_mask_for_norm"] == [False]
+
+
+def test_plan_experiment_on_single_slice_volumes_has_no_3d_configuration():
+    fingerprint = {"spacings": [[1.0, 1.0, 5.0]] * 3, "shapes_after_crop": [[64, 64, 1]] * 3, "channel_names": ["T1"],
+                   "median_relative_size_after_crop": 1.0}
+    plan = plan_experiment(fingerprint, num_classes=2)
+    assert plan["slice_axis"] == 2 and plan["3d_fullres"] is None and plan["2d"]["patch_size"] == [64, 64]
