@@ -40,7 +40,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
     if args.kind == "brain":
         kwargs = {"cases": args.cases, "seed": args.seed, "site": args.site,
-                  "cases_per_patient": args.cases_per_patient}
+                  "cases_per_patient": args.cases_per_patient, "test_cases": args.test_cases}
         if args.shape:
             kwargs["shape"] = args.shape
         if args.spacing:
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--misalign", type=_floats, default=None,
                    help="brain: move FLAIR/T1gd/T2w by up to DEGREES,MM (week 1 registration)")
     p.add_argument("--cases-per-patient", type=_positive_int, default=1, help="brain: follow-up scans per patient")
+    p.add_argument("--test-cases", type=int, default=2, help="brain: held-out cases in imagesTs/ (default: 2)")
     p.add_argument("--preview", action="store_true", help="also write preview.png (first case or a montage)")
     p.set_defaults(func=_cmd_phantom)
 

@@ -14,7 +14,7 @@ def test_help_lists_every_subcommand(capsys):
         cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "phantom", "fetch", "release", "grade"):
+    for command in ("demo", "phantom", "fetch", "export-nnunet", "release", "grade"):
         assert command in out
 
 
@@ -22,8 +22,9 @@ def test_phantom_brain_writes_an_msd_data_set_with_preview(tmp_path, monkeypatch
     monkeypatch.setenv("MEDSEG_QUIET", "1")
     out = tmp_path / "b"
     code = cli.main(["phantom", "brain", "--out", str(out), "--cases", "2", "--seed", "3",
-                     "--shape", "48,56,40", "--spacing", "4,4,4", "--preview"])
+                     "--shape", "48,56,40", "--spacing", "4,4,4", "--test-cases", "1", "--preview"])
     assert code == 0
+    assert [p.name for p in (out / "imagesTs").iterdir()] == ["BRATS_003.nii.gz"]
     images = sorted((out / "imagesTr").glob("*.nii.gz"))
     labels = sorted((out / "labelsTr").glob("*.nii.gz"))
     assert len(images) == 2 and len(labels) == 2
