@@ -141,6 +141,21 @@ def test_list_brain_cases_without_participants_ignores_macos_junk(tmp_path):
     assert pd.isna(cases["label_path"].iloc[1])
 
 
+def test_participants_rows_and_columns_missing_get_the_defaults(tmp_path):
+    # one case has no row and the table has no site column: patient_id = case_id, site "unknown"
+    write_tiny_brain_dataset(tmp_path, cases=2)
+    (tmp_path / "participants.tsv").write_text("case_id\tpatient_id\tscore\ncase_001\tp9\t3\n")
+    cases = list_brain_cases(tmp_path)
+    assert cases["patient_id"].tolist() == ["case_000", "p9"]
+    assert cases["site"].tolist() == ["unknown", "unknown"]
+    assert list(cases.columns) == ["case_id", "patient_id", "site", "age", "sex", "image_path", "label_path",
+                                   "score"]
+    (tmp_path / "participants.tsv").write_text("subject\tsite\ncase_000\tA\n")
+    with pytest.raises(ValueError, match=r"participants\.tsv: expected a case_id column, got columns "
+                                         r"\['subject', 'site'\]"):
+        list_brain_cases(tmp_path)
+
+
 def test_list_brain_cases_merges_participants(tmp_path):
     write_tiny_brain_dataset(tmp_path, cases=3, patient_ids=["p1", "p1", "p2"], sites=["A", "B", "B"])
     cases = list_brain_cases(tmp_path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,44 @@ BRAIN_LABELS = {0: "background", 1: "edema", 2: "non-enhancing tumour", 3: "enha
 def _is_junk(path: Path) -> bool:
     """macOS resource forks (``._BRATS_001.nii.gz``) and other hidden files in real archives."""
     return path.name.startswith(".")
+
+
+def _scan_images(images_dir: Path, *, accept: Callable[[Path], bool], case_id: Callable[[Path], str],
+                 companion: Callable[[Path], Path], column: str, what: str) -> pd.DataFrame:
+    """One row per image file that ``accept`` takes (hidden files skipped): case_id, image_path and
+    ``column``, the path of its label/mask (``companion``), None when that file does not exist."""
+    rows = []
+    for image_path in sorted(images_dir.iterdir()):
+        if _is_junk(image_path) or not accept(image_path):
+            continue
+        other = companion(image_path)
+        rows.append({"case_id": case_id(image_path), "image_path": str(image_path),
+                     column: str(other) if other.is_file() else None})
+    if not rows:
+        raise ValueError(f"root: no {what} images found in {images_dir}")
+    return pd.DataFrame(rows)
+
+
+def _with_metadata(cases: pd.DataFrame, path: Path, *, sep: str, first: Sequence[str]) -> pd.DataFrame:
+    """Merge the optional per-case table ``path`` (participants.tsv, metadata.csv) by case_id.
+
+    Without a table, or for cases it lacks: ``patient_id`` = ``case_id``, ``site`` = "unknown", the
+    other columns of ``first`` missing. The columns ``first`` lead, the table's extra columns follow.
+    """
+    if path.is_file():
+        table = pd.read_csv(path, sep=sep, dtype={"case_id": str, "patient_id": str})
+        if "case_id" not in table.columns:
+            hint = ("; its image_id column comes from an older medseg-edu: fetch or generate the data set "
+                    "again, or rename the column to case_id") if "image_id" in table.columns else ""
+            raise ValueError(f"{path}: expected a case_id column, got columns {list(table.columns)}{hint}")
+        cases = cases.merge(table, on="case_id", how="left", validate="one_to_one")
+    defaults = {"patient_id": cases["case_id"], "site": "unknown"}
+    for column in first:
+        if column not in cases.columns:
+            cases[column] = defaults.get(column, np.nan)
+        elif column in defaults:
+            cases[column] = cases[column].fillna(defaults[column])
+    return cases[list(first) + [c for c in cases.columns if c not in first]]
 
 
 def _check_labels(label: np.ndarray, *, path: Path, labels: Iterable[int]) -> np.ndarray:
@@ -132,34 +170,11 @@ def list_brain_cases(root: PathLike) -> pd.DataFrame:
     images_dir = root / "imagesTr"
     if not images_dir.is_dir():
         raise ValueError(f"root must be an MSD-layout folder with an imagesTr/ subfolder, got {root}")
-    rows = []
-    for image_path in sorted(images_dir.iterdir()):
-        if _is_junk(image_path) or not image_path.name.endswith(NIFTI_SUFFIXES):
-            continue
-        label_path = root / "labelsTr" / image_path.name
-        rows.append({"case_id": _strip_nifti_suffix(image_path.name), "image_path": str(image_path),
-                     "label_path": str(label_path) if label_path.is_file() else None})
-    if not rows:
-        raise ValueError(f"root: no .nii.gz images found in {images_dir}")
-    cases = pd.DataFrame(rows)
-    participants_path = root / "participants.tsv"
-    if participants_path.is_file():
-        participants = pd.read_csv(participants_path, sep="\t", dtype={"case_id": str, "patient_id": str})
-        if "case_id" not in participants.columns:
-            raise ValueError(f"{participants_path}: expected a case_id column, got columns "
-                             f"{list(participants.columns)}")
-        cases = cases.merge(participants, on="case_id", how="left", validate="one_to_one")
-    if "patient_id" not in cases.columns:
-        cases["patient_id"] = cases["case_id"]
-    cases["patient_id"] = cases["patient_id"].fillna(cases["case_id"])
-    if "site" not in cases.columns:
-        cases["site"] = "unknown"
-    cases["site"] = cases["site"].fillna("unknown")
-    for column in ("age", "sex"):
-        if column not in cases.columns:
-            cases[column] = np.nan
-    first = ["case_id", "patient_id", "site", "age", "sex", "image_path", "label_path"]
-    return cases[first + [c for c in cases.columns if c not in first]]
+    cases = _scan_images(images_dir, accept=lambda p: p.name.endswith(NIFTI_SUFFIXES),
+                         case_id=lambda p: _strip_nifti_suffix(p.name),
+                         companion=lambda p: root / "labelsTr" / p.name, column="label_path", what=".nii.gz")
+    return _with_metadata(cases, root / "participants.tsv", sep="\t",
+                          first=("case_id", "patient_id", "site", "age", "sex", "image_path", "label_path"))
 
 
 def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
@@ -170,8 +185,9 @@ def write_msd_dataset_json(root: PathLike, *, name: str = "BrainTumour",
     """Write ``root/dataset.json`` the way the Medical Segmentation Decathlon Task01 does.
 
     ``case_ids`` defaults to the images found in ``root/imagesTr``; ``num_training`` is checked against
-    their number when given. ``test_ids`` are the unlabelled held-out cases in ``root/imagesTs``. Keys, modality and label names are those of the real file (including its
-    spellings "t1gd" and "non-enhancing tumor"), so tools written for MSD/nnU-Net read it.
+    their number when given. ``test_ids`` are the unlabelled held-out cases in ``root/imagesTs``. Keys,
+    modality and label names are those of the real file (including its spellings "t1gd" and
+    "non-enhancing tumor"), so tools written for MSD/nnU-Net read it.
 
     Shape: one JSON object; ``training`` has one {"image", "label"} entry per case.
 
@@ -294,35 +310,11 @@ def list_skin_cases(root: PathLike) -> pd.DataFrame:
     images_dir = root / "images"
     if not images_dir.is_dir():
         raise ValueError(f"root must be an ISIC-layout folder with an images/ subfolder, got {root}")
-    rows = []
-    for image_path in sorted(images_dir.iterdir()):
-        if _is_junk(image_path) or image_path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-            continue
-        mask_path = root / "masks" / f"{image_path.stem}_segmentation.png"
-        rows.append({"case_id": image_path.stem, "image_path": str(image_path),
-                     "mask_path": str(mask_path) if mask_path.is_file() else None})
-    if not rows:
-        raise ValueError(f"root: no .jpg/.png images found in {images_dir}")
-    cases = pd.DataFrame(rows)
-    metadata_path = root / "metadata.csv"
-    if metadata_path.is_file():
-        metadata = pd.read_csv(metadata_path, dtype={"case_id": str, "patient_id": str})
-        if "case_id" not in metadata.columns:
-            hint = ("; its image_id column comes from an older medseg-edu: fetch or generate the data set "
-                    "again, or rename the column to case_id") if "image_id" in metadata.columns else ""
-            raise ValueError(f"{metadata_path}: expected a case_id column, got columns "
-                             f"{list(metadata.columns)}{hint}")
-        cases = cases.merge(metadata, on="case_id", how="left", validate="one_to_one")
-    if "patient_id" not in cases.columns:
-        cases["patient_id"] = cases["case_id"]
-    cases["patient_id"] = cases["patient_id"].fillna(cases["case_id"])
-    if "site" not in cases.columns:
-        cases["site"] = "unknown"
-    cases["site"] = cases["site"].fillna("unknown")
-    if "fitzpatrick" not in cases.columns:
-        cases["fitzpatrick"] = np.nan
-    first = ["case_id", "patient_id", "site", "fitzpatrick", "image_path", "mask_path"]
-    return cases[first + [c for c in cases.columns if c not in first]]
+    cases = _scan_images(images_dir, accept=lambda p: p.suffix.lower() in (".jpg", ".jpeg", ".png"),
+                         case_id=lambda p: p.stem, companion=lambda p: root / "masks" / f"{p.stem}_segmentation.png",
+                         column="mask_path", what=".jpg/.png")
+    return _with_metadata(cases, root / "metadata.csv", sep=",",
+                          first=("case_id", "patient_id", "site", "fitzpatrick", "image_path", "mask_path"))
 
 
 def save_skin_case(root: PathLike, case_id: str, image: np.ndarray, label: Optional[np.ndarray] = None, *,
