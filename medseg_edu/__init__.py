@@ -8,7 +8,8 @@ data tools does not load PyTorch.
 Modules, in the order the course meets them:
     data (nifti, io, phantoms, datasets, splits, nnunet), registration, similarity, transforms, intensity, models,
     runtime, training, checkpoint, inference, uncertainty, interpret, losses, metrics, clinical, bootstrap,
-    reweighting, viz, widgets, planning, unet_plan, crossval.
+    reweighting, viz, widgets, planning, unet_plan, crossval, interactive (prompts, refine, evaluation,
+    viewer, sam).
 """
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ _EXPORTS = {
     "medseg_edu.unet_plan": ["pooling_plan", "feature_map_size", "configure_unet"],
     "medseg_edu.crossval": ["assign_folds", "ensemble_probabilities", "predict_ensemble", "keep_largest_component",
                             "determine_postprocessing", "apply_postprocessing"],
+    "medseg_edu.interactive.prompts": ["PROMPT_CHANNELS", "Click", "box_map", "click_map", "encode_prompts",
+                                       "box_from_mask", "next_click"],
+    "medseg_edu.interactive.refine": ["add_prompts", "refine", "click_session"],
+    "medseg_edu.interactive.evaluation": ["number_of_clicks", "noc_summary", "box_vs_automatic_dice",
+                                          "grey_channel"],
+    "medseg_edu.interactive.viewer": ["draw_prompts", "ClickViewer"],
+    "medseg_edu.interactive.sam": ["SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "load_sam", "sam_resize_shape",
+                                   "sam_scale_box", "sam_preprocess", "sam_postprocess", "sam_segment"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -32,3 +32,10 @@ def test_every_module_has_all_and_docstring():
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, dict):
                 assert obj.__doc__, f"{module_name}.{name} has no docstring"
+
+
+def test_interactive_package_names_are_all_exported():
+    import medseg_edu.interactive as interactive
+
+    for name in interactive.__all__:
+        assert getattr(medseg_edu, name) is getattr(interactive, name), name
