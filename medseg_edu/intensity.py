@@ -21,7 +21,7 @@ Taught in weeks 2 and 5.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -92,6 +92,19 @@ def percentile_clip(image: np.ndarray, *, lower: float = 0.5, upper: float = 99.
 
 
 # ------------------------------------------------------------------------ random augmentation
+def _each_channel(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, p: float,
+                  change: Callable[[np.ndarray], np.ndarray]) -> Pair:
+    """Check the pair; with probability ``p`` apply ``change`` to every channel, in channel order (so
+    its random draws come in a fixed order). The label is returned unchanged."""
+    image, label = _check_pair(image, label)
+    if not _apply(rng, p):
+        return image, label
+    out = np.empty_like(image)
+    for c, channel in enumerate(image):
+        out[c] = change(channel)
+    return out, label
+
+
 def random_gamma(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                  max_log_gamma: float = 0.3) -> Pair:
     """Random gamma (contrast) change per channel: rescale to [0, 1], raise to ``gamma``, scale back.
@@ -102,18 +115,14 @@ def random_gamma(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
     Used in week 2 through `brain_augmentation`.
     """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
+    def change(channel: np.ndarray) -> np.ndarray:
         gamma = np.exp(rng.uniform(-max_log_gamma, max_log_gamma))
         low, high = channel.min(), channel.max()
         if high - low <= 0:
-            out[c] = channel
-            continue
-        out[c] = low + (high - low) * ((channel - low) / (high - low)) ** gamma
-    return out, label
+            return channel
+        return low + (high - low) * ((channel - low) / (high - low)) ** gamma
+
+    return _each_channel(image, label, rng, p, change)
 
 
 def random_noise(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
@@ -125,14 +134,11 @@ def random_noise(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
     Used in week 2 through `brain_augmentation`.
     """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
+    def change(channel: np.ndarray) -> np.ndarray:
         sigma = rng.uniform(0.0, max_relative_std) * float(channel.std())
-        out[c] = channel + rng.normal(0.0, sigma, size=channel.shape).astype(np.float32)
-    return out, label
+        return channel + rng.normal(0.0, sigma, size=channel.shape).astype(np.float32)
+
+    return _each_channel(image, label, rng, p, change)
 
 
 def random_bias_field(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
@@ -145,12 +151,9 @@ def random_bias_field(image: np.ndarray, label: np.ndarray, rng: np.random.Gener
     Shape: image (C, *spatial), label (*spatial) -> same shapes.
     Used in week 2 through `brain_augmentation`.
     """
-    image, label = _check_pair(image, label)
-    if not _apply(rng, p):
-        return image, label
-    out = np.empty_like(image)
-    for c, channel in enumerate(image):
-        log_gain = _smooth_random_field(label.shape, grid_spacing=grid_spacing_voxels, rng=rng,
+    def change(channel: np.ndarray) -> np.ndarray:
+        log_gain = _smooth_random_field(channel.shape, grid_spacing=grid_spacing_voxels, rng=rng,
                                         amplitude=max_log_gain)
-        out[c] = channel * np.exp(log_gain).astype(np.float32)
-    return out, label
+        return channel * np.exp(log_gain).astype(np.float32)
+
+    return _each_channel(image, label, rng, p, change)
