@@ -56,13 +56,14 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
 
 
 def dataset_fingerprint(cases: Iterable[Mapping[str, Any]], *, channel_names: Sequence[str],
-                        samples_per_case: int = 10000, seed: int = 1234) -> dict[str, Any]:
+                        samples_per_case: int = 10000, seed: int = 1234, keep_samples: bool = False) -> dict[str, Any]:
     """Spacings, shapes, foreground intensities and class volumes of a training set, one case at a time.
 
     Each case is a dict with ``image`` (C, *spatial), integer ``label`` (*spatial) and ``spacing_mm``
     (as ``load_brain_case`` returns it); cases may come from a generator, so only one is in memory.
     Each image is cropped to its ``nonzero_mask``; ``samples_per_case`` foreground voxels (label > 0,
-    drawn with replacement, seeded) per case give the intensity statistics of each channel.
+    drawn with replacement, seeded) per case give the intensity statistics of each channel; with
+    ``keep_samples`` they are returned too (``intensity_samples``, one array per channel), for histograms.
 
     Shape: returns a dict: ``spacings`` (N, D), ``shapes`` and ``shapes_after_crop`` (N, D),
     ``relative_size_after_crop`` (N,), ``median_relative_size_after_crop``, ``intensity`` (one dict per
@@ -109,7 +110,8 @@ def dataset_fingerprint(cases: Iterable[Mapping[str, Any]], *, channel_names: Se
                           "min": float(values.min()), "max": float(values.max()),
                           "percentile_00_5": float(low), "percentile_99_5": float(high)})
     spacings_array = np.asarray(spacings, dtype=float)
-    return {"spacings": spacings_array, "shapes": np.asarray(shapes), "shapes_after_crop": np.asarray(cropped),
+    extra = {"intensity_samples": [np.concatenate(per_channel) for per_channel in samples]} if keep_samples else {}
+    return {**extra, "spacings": spacings_array, "shapes": np.asarray(shapes), "shapes_after_crop": np.asarray(cropped),
             "relative_size_after_crop": np.asarray(relative),
             "median_relative_size_after_crop": float(np.median(relative)), "intensity": intensity,
             "class_volumes_ml": np.array([np.pad(v, (0, n_classes - len(v))) for v in volumes]),

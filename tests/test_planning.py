@@ -116,6 +116,9 @@ def test_fingerprint_crops_samples_foreground_and_measures_classes():
     # 188.9 in expectation; 1800 draws give a standard error of 100 * sqrt(8/81) / sqrt(1800) = 0.74
     assert stats["min"] == pytest.approx(100.0, abs=1e-9) and stats["max"] == pytest.approx(200.0, abs=1e-9)
     assert abs(stats["mean"] - 1700 / 9) < 4.0
+    assert "intensity_samples" not in fp
+    kept = dataset_fingerprint([case], channel_names=["T1"], samples_per_case=50, seed=0, keep_samples=True)
+    assert kept["intensity_samples"][0].shape == (50,) and set(kept["intensity_samples"][0].tolist()) <= {100.0, 200.0}
 
 
 def test_fingerprint_checks_the_cases():
