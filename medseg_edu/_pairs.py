@@ -11,6 +11,8 @@ from typing import Tuple
 import numpy as np
 from scipy import interpolate
 
+from medseg_edu.arguments import check_unit_interval
+
 __all__: list = []
 
 Pair = Tuple[np.ndarray, np.ndarray]
@@ -53,11 +55,6 @@ def _check_pair(image: np.ndarray, label: np.ndarray) -> Pair:
     return image, label
 
 
-def _check_probability(p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
-
-
 def _check_rng(rng: np.random.Generator) -> None:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
@@ -67,7 +64,7 @@ def _check_rng(rng: np.random.Generator) -> None:
 def _apply(rng: np.random.Generator, p: float) -> bool:
     """Validate ``rng`` and ``p`` and decide (with one draw) whether to apply a random transform."""
     _check_rng(rng)
-    _check_probability(p)
+    check_unit_interval(p, "p", open_low=False, open_high=False)
     return bool(rng.random() < p)
 
 

@@ -57,7 +57,8 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from medseg_edu._pairs import Pair, _apply, _check_pair, _check_probability, _check_rng, _smooth_random_field
+from medseg_edu._pairs import Pair, _apply, _check_pair, _check_rng, _smooth_random_field
+from medseg_edu.arguments import check_choice, check_unit_interval
 from medseg_edu.intensity import random_bias_field, random_gamma, random_noise
 
 __all__ = ["random_flip", "random_rot90", "random_affine", "random_elastic", "compose", "brain_augmentation",
@@ -104,11 +105,6 @@ def _call_transform(transform: Callable, image: Any, label: Any, rng: np.random.
     return out[0], out[1]
 
 
-def _check_padding_mode(padding_mode: str) -> None:
-    if padding_mode not in _PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
-
-
 # ------------------------------------------------------------------------------ spatial transforms
 def random_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, p: float = 0.5,
                 axes: Optional[Sequence[int]] = None) -> Pair:
@@ -122,7 +118,7 @@ def random_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     """
     image, label = _check_pair(image, label)
     _check_rng(rng)
-    _check_probability(p)
+    check_unit_interval(p, "p", open_low=False, open_high=False)
     spatial_dims = label.ndim
     axes = tuple(range(spatial_dims)) if axes is None else tuple(axes)
     for axis in axes:
@@ -202,7 +198,7 @@ def random_affine(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
-    _check_padding_mode(padding_mode)
+    check_choice(padding_mode, _PADDING_MODES, "padding_mode")
     if not _apply(rng, p):
         return image, label
     dims = label.ndim
@@ -231,7 +227,7 @@ def random_elastic(image: np.ndarray, label: np.ndarray, rng: np.random.Generato
     Used in week 2 through `brain_augmentation`.
     """
     image, label = _check_pair(image, label)
-    _check_padding_mode(padding_mode)
+    check_choice(padding_mode, _PADDING_MODES, "padding_mode")
     if grid_spacing_voxels <= 0 or max_displacement_voxels < 0:
         raise ValueError("grid_spacing_voxels must be > 0 and max_displacement_voxels >= 0, got "
                          f"{grid_spacing_voxels} and {max_displacement_voxels}")

@@ -239,8 +239,10 @@ def test_other_bad_arguments_raise():
         T.random_flip(image, label.astype(np.float32), rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
         T.random_flip(image, label, rng=0)
-    with pytest.raises(ValueError, match="p must be a probability"):
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got 1.5"):
         I.random_gamma(image, label, rng=np.random.default_rng(0), p=1.5)
+    with pytest.raises(TypeError, match=r"p must be a number in \[0, 1\], got str '0.5'"):
+        T.random_flip(image, label, rng=np.random.default_rng(0), p="0.5")
     with pytest.raises(ValueError, match="plane must be two different spatial axes"):
         T.random_rot90(image, label, rng=np.random.default_rng(0), plane=(0, 2))
     with pytest.raises(ValueError, match="padding_mode must be one of"):
