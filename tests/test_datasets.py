@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers_data import tiny_brain_case, write_tiny_brain_dataset, write_tiny_skin_dataset
-from medseg_edu.data import datasets
+from medseg_edu.data import _case_store
 from medseg_edu.losses import dice_ce_loss
 from medseg_edu.training import fit
 from medseg_edu.transforms import brain_augmentation, compose, random_flip, random_rot90
@@ -52,13 +52,13 @@ def test_brain_volumes_items(brain_root):
 
 def test_brain_volumes_cache_loads_each_case_once(brain_root, monkeypatch):
     calls = []
-    original = datasets.load_brain_case
+    original = _case_store.load_brain_case           # the Datasets load brain cases through it
 
     def counting(*args, **kwargs):
         calls.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "load_brain_case", counting)
+    monkeypatch.setattr(_case_store, "load_brain_case", counting)
     cached = BrainVolumes(brain_root, cache=True)
     for _ in range(3):
         cached[0], cached[2]

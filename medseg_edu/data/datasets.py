@@ -14,23 +14,19 @@ Taught in week 2 (brain slices and patches) and week 3 (skin images).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from medseg_edu.arguments import check_int
-from medseg_edu.data.io import BRAIN_CHANNELS, list_brain_cases, list_skin_cases, load_brain_case, load_skin_case
+from medseg_edu.data._case_store import BrainCaseStore, CasesLike, cases_table
+from medseg_edu.data.io import BRAIN_CHANNELS, list_skin_cases, load_skin_case
 from medseg_edu.transforms import Transform, _call_transform, _check_transform
 
 __all__ = ["select_slices", "sample_patch", "resize_image_and_label", "BrainVolumes", "BrainSlices",
            "BrainPatches", "SkinImages"]
-
-CasesLike = Union[pd.DataFrame, str, "os.PathLike[str]"]
 
 
 # ------------------------------------------------------------------ plain functions: the actual work
@@ -133,38 +129,6 @@ def resize_image_and_label(image: np.ndarray, label: np.ndarray, *,
 
 # ------------------------------------------------------------------- helpers shared by the Datasets
 
-def _cases_table(cases: CasesLike, *, lister: Callable[[Any], pd.DataFrame], id_column: str,
-                 path_columns: tuple[str, str], expected: str = "a pandas DataFrame or a folder path") -> pd.DataFrame:
-    if isinstance(cases, (str, os.PathLike)):
-        cases = lister(Path(cases))
-    if not isinstance(cases, pd.DataFrame):
-        raise TypeError(f"cases must be {expected}, got {type(cases).__name__}")
-    missing = [c for c in (id_column,) + path_columns if c not in cases.columns]
-    if missing:
-        raise ValueError(f"cases must have columns {[id_column, *path_columns]}, missing {missing}")
-    if len(cases) == 0:
-        raise ValueError("cases must hold at least one case, got an empty table")
-    return cases.reset_index(drop=True)
-
-
-def _memory_cases(cases: Sequence[Any]) -> list[dict[str, Any]]:
-    """Check a list of in-memory brain cases: dicts with image (C, X, Y, Z) and label (X, Y, Z) or None."""
-    if len(cases) == 0:
-        raise ValueError("cases must hold at least one case, got an empty list")
-    checked = []
-    for i, case in enumerate(cases):
-        if not isinstance(case, Mapping) or "image" not in case:
-            raise TypeError(f"cases[{i}] must be a dict with 'image' (C, X, Y, Z) and 'label' (X, Y, Z), "
-                            f"got {type(case).__name__}" + (f" with keys {sorted(case)}" if isinstance(case, Mapping) else ""))
-        image, label = np.asarray(case["image"]), case.get("label")
-        if image.ndim != 4 or (label is not None and np.shape(label) != image.shape[1:]):
-            raise ValueError(f"cases[{i}] must have image (C, X, Y, Z) and label (X, Y, Z), got shapes "
-                             f"{image.shape} and {None if label is None else np.shape(label)}")
-        checked.append({**case, "image": image, "label": label,
-                        "case_id": str(case.get("case_id", f"case_{i:03d}"))})
-    return checked
-
-
 def _check_index(index: int, length: int) -> int:
     if not -length <= index < length:
         raise IndexError(f"index must be in 0..{length - 1}, got {index}")
@@ -209,58 +173,6 @@ class _SeededDataset(Dataset):
         return _to_item(image, label, self.transform, None if self.transform is None else self._rng(index))
 
 
-class _BrainCaseStore:
-    """Brain cases by row number, from disk (a table or folder) or from memory (a list of case dicts).
-
-    ``volume_transform`` (protocol of :mod:`medseg_edu.transforms`) is applied to each whole case with
-    ``rng = np.random.default_rng([seed, row])``; with ``cache`` the result is kept in memory.
-    """
-
-    def __init__(self, cases: Any, *, cache: bool, in_memory: bool = False,
-                 volume_transform: Optional[Transform] = None, seed: int = 0):
-        self.memory = None
-        if in_memory and isinstance(cases, (list, tuple)):
-            self.memory = _memory_cases(cases)
-            self.case_ids = [c["case_id"] for c in self.memory]
-            self.unlabelled = [c["case_id"] for c in self.memory if c["label"] is None]
-        else:
-            expected = ("a pandas DataFrame, a folder path or a list of case dicts" if in_memory
-                        else "a pandas DataFrame or a folder path")
-            self.cases = _cases_table(cases, lister=list_brain_cases, id_column="case_id",
-                                      path_columns=("image_path", "label_path"), expected=expected)
-            self.case_ids = [str(c) for c in self.cases["case_id"]]
-            self.unlabelled = [str(c) for c in self.cases.loc[self.cases["label_path"].isna(), "case_id"]]
-        _check_transform(volume_transform, name="volume_transform")
-        self.volume_transform, self.seed, self.cache = volume_transform, seed, cache
-        self._loaded: dict[int, dict[str, Any]] = {}
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def require_labels(self) -> None:
-        if self.unlabelled:
-            where = "a 'label' array" if self.memory is not None else "a label file in column 'label_path'"
-            raise ValueError(f"every case needs {where}, got none for {self.unlabelled[:5]}")
-
-    def load(self, row: int) -> dict[str, Any]:
-        if row in self._loaded:
-            return self._loaded[row]
-        if self.memory is not None:
-            case = dict(self.memory[row])
-        else:
-            record = self.cases.iloc[row]
-            label_path = None if pd.isna(record["label_path"]) else record["label_path"]
-            case = load_brain_case(record["image_path"], label_path)
-            case["case_id"] = self.case_ids[row]
-        if self.volume_transform is not None:
-            case["image"], case["label"] = _call_transform(
-                self.volume_transform, case["image"], case["label"], np.random.default_rng([self.seed, row]),
-                name="volume_transform")
-        if self.cache:
-            self._loaded[row] = case
-        return case
-
-
 # ------------------------------------------------------------------------------------- Datasets
 
 class BrainVolumes(_SeededDataset):
@@ -276,7 +188,7 @@ class BrainVolumes(_SeededDataset):
 
     def __init__(self, cases: CasesLike, *, transform: Optional[Transform] = None, seed: int = 0,
                  cache: bool = True):
-        self.store = _BrainCaseStore(cases, cache=cache)
+        self.store = BrainCaseStore(cases, cache=cache)
         self._init_seeding(transform, seed)
 
     def __len__(self) -> int:
@@ -344,7 +256,7 @@ class BrainSlices(_SeededDataset):
                  seed: int = 0, volume_transform: Optional[Transform] = None,
                  transform: Optional[Transform] = None, cache: bool = True):
         self._init_seeding(transform, seed)
-        self.store = _BrainCaseStore(cases, cache=cache, in_memory=True, volume_transform=volume_transform,
+        self.store = BrainCaseStore(cases, cache=cache, in_memory=True, volume_transform=volume_transform,
                                      seed=self.seed)
         self.store.require_labels()
         self.channels = _channel_indices(channels)
@@ -387,7 +299,7 @@ class BrainPatches(_SeededDataset):
     def __init__(self, cases: CasesLike, *, patch_size: Sequence[int], patches_per_volume: int = 4,
                  min_tumour_fraction: float = 0.0, max_tries: int = 1000, seed: int = 0,
                  transform: Optional[Transform] = None, cache: bool = True):
-        self.store = _BrainCaseStore(cases, cache=cache)
+        self.store = BrainCaseStore(cases, cache=cache)
         self.store.require_labels()
         self.patch_size = tuple(int(p) for p in patch_size)
         if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
@@ -430,8 +342,8 @@ class SkinImages(_SeededDataset):
 
     def __init__(self, cases: CasesLike, *, size: Optional[tuple[int, int]] = None,
                  transform: Optional[Transform] = None, seed: int = 0):
-        self.cases = _cases_table(cases, lister=list_skin_cases, id_column="case_id",
-                                  path_columns=("image_path", "mask_path"))
+        self.cases = cases_table(cases, lister=list_skin_cases, id_column="case_id",
+                                 path_columns=("image_path", "mask_path"))
         unlabelled = self.cases.loc[self.cases["mask_path"].isna(), "case_id"].tolist()
         if unlabelled:
             raise ValueError(f"every case needs a label file in column 'mask_path', got none for {unlabelled[:5]}")
