@@ -22,7 +22,7 @@ import pytest
 
 from medseg_edu.data.brain_phantom import write_brain_dataset
 from medseg_edu.data.io import BRAIN_CHANNELS, list_brain_cases, load_brain_case
-from medseg_edu.data.nnunet import export_nnunet
+from medseg_edu.data.nnunet import export_nnunet, read_nnunet_predictions
 from medseg_edu.planning import dataset_fingerprint, plan_experiment
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("nnunetv2") is None,
@@ -35,7 +35,8 @@ SCHEMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct"}
 def _run_nnunet(tmp_path: Path, msd: Path, convert: bool = False) -> dict:
     raw = tmp_path / "nnUNet_raw"
     export_nnunet(msd, raw, dataset_id=1, n_folds=4)
-    command = [sys.executable, str(SCRIPT), str(raw), str(tmp_path / "nnUNet_preprocessed"), "1"]
+    command = [sys.executable, str(SCRIPT), str(raw), str(tmp_path / "nnUNet_preprocessed"), "1",
+               str(tmp_path / "predictions")]
     if convert:
         command.append(str(msd))
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
@@ -96,6 +97,12 @@ def test_plans_match_nnunetv2_on_the_brain_phantom(tmp_path):
     nnunet = _run_nnunet(tmp_path, msd, convert=True)
     _compare(nnunet, _ours(msd))
     assert nnunet["converted_imagesTs"] == [f"BRATS_005_{c:04d}.nii.gz" for c in range(4)]
+    # a label written by nnU-Net's own writer reads back as our label map, axes and all
+    predictions = read_nnunet_predictions(tmp_path / "predictions", probabilities=True)
+    label = load_brain_case(msd / "imagesTr" / "BRATS_001.nii.gz", msd / "labelsTr" / "BRATS_001.nii.gz")["label"]
+    assert list(predictions) == ["BRATS_001"]
+    np.testing.assert_array_equal(predictions["BRATS_001"]["label"], label)
+    np.testing.assert_array_equal(predictions["BRATS_001"]["probs"].argmax(axis=0), label)
 
 
 def test_plans_match_nnunetv2_on_an_anisotropic_phantom(tmp_path):
