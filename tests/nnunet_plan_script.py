@@ -6,8 +6,9 @@ Checks the raw data set with nnunetv2's ``verify_dataset_integrity``, extracts i
 fewer foreground samples than nnU-Net's 1e8, to keep memory small), runs the default experiment
 planner, writes the first training label as a prediction would be written (nnunetv2's SimpleITKIO
 ``write_seg``, and a one-hot ``.npz`` in nnU-Net's axis order) into PREDICTIONS, and, given an MSD
-task folder (``TaskXX_Name``), converts it with nnunetv2's MSD converter to data set id 99. Prints one line ``RESULT {json}``. nnunetv2 reads its folders from environment
-variables when it is imported, hence the separate process. Not collected by pytest.
+task folder (``TaskXX_Name``), converts it with nnunetv2's MSD converter to data set id 99. Prints
+one line ``RESULT {json}``. nnunetv2 reads its folders from environment variables when it is
+imported, hence the separate process. Not collected by pytest.
 """
 import json
 import os
