@@ -28,8 +28,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "check_choice", "check_activation", "check_int", "check_unit_interval", "check_probabilities",
-           "check_spacing", "check_same_shape", "to_numpy", "to_tensor", "as_binary", "binary_pair", "check_image_batch"]
+__all__ = ["ACTIVATIONS", "check_choice", "check_activation", "check_int", "check_unit_interval",
+           "check_probabilities", "check_spacing", "check_same_shape", "to_numpy", "to_tensor", "as_binary",
+           "binary_pair", "check_image_batch"]
 
 
 def check_choice(value: Any, choices: Sequence[Any], name: str) -> Any:
