@@ -72,7 +72,7 @@ def _check_plain(value: Any, where: str) -> None:
                     f"dict) so that torch.load(weights_only=True) reads it back, got {type(value).__name__}")
 
 
-def save_checkpoint(path: PathLike, model: nn.Module, *, model_args: Optional[dict] = None,
+def save_checkpoint(model: nn.Module, path: PathLike, *, model_args: Optional[dict] = None,
                     dtype: Optional[torch.dtype] = None, optimizer: Optional[torch.optim.Optimizer] = None,
                     scheduler: Any = None, scaler: Any = None, epoch: Optional[int] = None,
                     history: Optional[dict] = None, config: Optional[dict] = None,
@@ -88,7 +88,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, *, model_args: Optional[di
     Shape: a model -> the path written.
 
     Example:
-        >>> save_checkpoint("net.pt", UNet(2, 1, 2))            # doctest: +SKIP
+        >>> save_checkpoint(UNet(2, 1, 2), "net.pt")            # doctest: +SKIP
         >>> net = load_checkpoint("net.pt")                     # doctest: +SKIP
 
     Used in week 3 through `fit`.

@@ -167,7 +167,7 @@ def run_demo(*, out_dir: Union[str, os.PathLike] = "medseg-demo", full: bool = F
     figure = plot_history(history)
     figure.savefig(out_dir / "history.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    save_checkpoint(out_dir / "model.pt", model.cpu(), extra={"settings": settings, "seed": seed})
+    save_checkpoint(model.cpu(), out_dir / "model.pt", extra={"settings": settings, "seed": seed})
     timings["total"] = time.perf_counter() - start
     timings["total_cpu"] = time.process_time() - cpu_start     # CPU seconds of all threads
 

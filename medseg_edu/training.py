@@ -129,11 +129,11 @@ def foreground_dice_score(logits: torch.Tensor, label: torch.Tensor) -> torch.Te
 class EarlyStopping:
     """A :func:`fit` callback: stop after ``patience`` epochs without a new best monitored value.
 
-    ``fit`` calls each callback after every epoch as ``callback(epoch, history, model)`` (``epoch``
+    ``fit`` calls each callback after every epoch as ``callback(model, epoch, history)`` (``epoch``
     counts from 1); one that returns True ends training. This one reads only ``history``, so it
     behaves the same after a resume and on every process under torchrun.
 
-    Shape: ``(epoch, History, model)`` -> bool.
+    Shape: ``(model, epoch, History)`` -> bool.
 
     Example:
         >>> fit(net, train, val, loss_fn=dice_ce_loss, epochs=50, callbacks=[EarlyStopping(5)])  # doctest: +SKIP
@@ -144,7 +144,7 @@ class EarlyStopping:
             raise ValueError(f"patience must be a positive int, got {patience!r}")
         self.patience = patience
 
-    def __call__(self, epoch: int, history: History, model: nn.Module) -> bool:
+    def __call__(self, model: nn.Module, epoch: int, history: History) -> bool:
         return history.best_epoch is not None and epoch - history.best_epoch >= self.patience
 
 
@@ -302,7 +302,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
             GradScaler); False = always float32; True = require CUDA.
         val_metric: ``val_metric(logits, label) -> (N,)`` per-case scores (NaN = skip), higher is
             better; its mean is stored as ``history.val_dice`` and picks the best checkpoint.
-        callbacks: functions called after every epoch as ``callback(epoch, history, model)``;
+        callbacks: functions called after every epoch as ``callback(model, epoch, history)``;
             one returning True stops training (e.g. :class:`EarlyStopping`).
         checkpoint_dir: write ``last.pt`` every epoch and ``best.pt`` when the monitored value
             improves, in the format of :mod:`medseg_edu.checkpoint` (``load_checkpoint`` rebuilds
@@ -336,7 +336,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         raise ValueError(f"max_steps must be None or a positive int, got {max_steps!r}")
     callbacks = list(callbacks)
     if not all(callable(c) for c in callbacks):
-        raise TypeError(f"callbacks must be callables (epoch, history, model) -> bool, got {callbacks!r}")
+        raise TypeError(f"callbacks must be callables (model, epoch, history) -> bool, got {callbacks!r}")
 
     # --- processes, device, precision
     dist_env = ddp.distributed_env()
@@ -405,14 +405,14 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable, e
         if checkpoint_dir is not None and main:
             state = dict(optimizer=optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
                          history=asdict(history), config=config, rng=_rng_state(train_loader))
-            save_checkpoint(Path(checkpoint_dir) / "last.pt", model, **state)
+            save_checkpoint(model, Path(checkpoint_dir) / "last.pt", **state)
             if improved:
-                save_checkpoint(Path(checkpoint_dir) / "best.pt", model, **state)
+                save_checkpoint(model, Path(checkpoint_dir) / "best.pt", **state)
         if progress and main:
             print(f"epoch {epoch + 1}/{epochs}  train_loss {history.train_loss[-1]:.4f}  "
                   f"val_loss {val_loss:.4f}  val_dice {val_score:.4f}  {history.seconds[-1]:.1f} s"
                   + ("  *best*" if improved else ""))
         ddp.barrier()
-        if any([bool(callback(epoch + 1, history, model)) for callback in callbacks]):   # call every one
+        if any([bool(callback(model, epoch + 1, history)) for callback in callbacks]):   # call every one
             break
     return history

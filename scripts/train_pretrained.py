@@ -216,7 +216,7 @@ def train_and_save(name: str, *, out_dir: Path, seed: int) -> dict[str, Any]:
     model, metrics, ids = TRAINERS[name](recipe, seed)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / f"{name}.pt", model, dtype=torch.float16, extra={"name": name, "sidecar": f"{name}.json"})
+    save_checkpoint(model, out_dir / f"{name}.pt", dtype=torch.float16, extra={"name": name, "sidecar": f"{name}.json"})
     sidecar = {"name": name, "description": recipe["description"], "model": recipe["model"],
                "data": recipe["data"], "split": {"fractions": list(FRACTIONS), "seed": seed, "case_ids": ids},
                "preprocessing": recipe["preprocessing"], "seed": seed, "training": recipe["training"],

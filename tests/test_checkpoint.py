@@ -50,7 +50,7 @@ def tiny_fit(out, *, epochs=1, optimizer=None, resume=None):
 def test_every_model_class_round_trips(tmp_path, cls, kwargs):
     torch.manual_seed(0)
     net = cls(2, 3, 2, features=TINY, **kwargs)
-    save_checkpoint(tmp_path / "net.pt", net)
+    save_checkpoint(net, tmp_path / "net.pt")
     back = load_checkpoint(tmp_path / "net.pt")
     assert type(back) is cls and back.config == net.config and not back.training
     assert same_weights(net, back)
@@ -76,7 +76,7 @@ def test_pretrained_files_are_in_the_format(name):
 def test_float16_storage_rounds_the_weights(tmp_path):
     torch.manual_seed(0)
     net = UNet(2, 1, 2, features=TINY)
-    save_checkpoint(tmp_path / "half.pt", net, dtype=torch.float16)
+    save_checkpoint(net, tmp_path / "half.pt", dtype=torch.float16)
     back = load_checkpoint(tmp_path / "half.pt")
     # float16 keeps 11 significant bits: a relative error below 2**-11 on weights of size < 2
     assert same_weights(net, back, atol=2 ** -10) and not same_weights(net, back)
@@ -84,7 +84,7 @@ def test_float16_storage_rounds_the_weights(tmp_path):
 
 def test_model_without_config_loads_into_a_given_model(tmp_path):
     net = nn.Sequential(nn.Conv2d(1, 2, 3))
-    save_checkpoint(tmp_path / "seq.pt", net)
+    save_checkpoint(net, tmp_path / "seq.pt")
     with pytest.raises(ValueError, match=r"seq\.pt: saved without constructor arguments"):
         load_checkpoint(tmp_path / "seq.pt")
     back = load_checkpoint(tmp_path / "seq.pt", model=nn.Sequential(nn.Conv2d(1, 2, 3)))
@@ -104,7 +104,7 @@ def test_empty_file(tmp_path):
 
 
 def test_truncated_file(tmp_path):
-    save_checkpoint(tmp_path / "full.pt", UNet(2, 1, 2, features=TINY))
+    save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "full.pt")
     data = (tmp_path / "full.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"cut\.pt: cannot be read as a PyTorch checkpoint \(truncated, corrupt"):
@@ -133,7 +133,7 @@ def test_foreign_dict_and_pickled_objects(tmp_path):
 
 
 def test_newer_format_version(tmp_path):
-    save_checkpoint(tmp_path / "new.pt", UNet(2, 1, 2, features=TINY))
+    save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "new.pt")
     ckpt = torch.load(tmp_path / "new.pt", weights_only=True)
     ckpt["format_version"] = FORMAT_VERSION + 1
     torch.save(ckpt, tmp_path / "new.pt")
@@ -143,7 +143,7 @@ def test_newer_format_version(tmp_path):
 
 
 def test_class_that_is_not_a_module(tmp_path):
-    save_checkpoint(tmp_path / "evil.pt", UNet(2, 1, 2, features=TINY))
+    save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "evil.pt")
     ckpt = torch.load(tmp_path / "evil.pt", weights_only=True)
     ckpt["model_class"], ckpt["model_args"] = "subprocess.Popen", {"args": ["true"]}
     torch.save(ckpt, tmp_path / "evil.pt")
@@ -152,14 +152,14 @@ def test_class_that_is_not_a_module(tmp_path):
 
 
 def test_weights_of_another_shape(tmp_path):
-    save_checkpoint(tmp_path / "unet.pt", UNet(2, 1, 2, features=TINY))
+    save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "unet.pt")
     with pytest.raises(ValueError, match=r"unet\.pt: the saved weights do not fit this UNet"):
         load_checkpoint(tmp_path / "unet.pt", model=UNet(2, 1, 3, features=TINY))
 
 
 def test_args_must_be_plain_values(tmp_path):
     with pytest.raises(TypeError, match="model_args\\['act'\\] must hold only plain values"):
-        save_checkpoint(tmp_path / "x.pt", UNet(2, 1, 2, features=TINY), model_args={"act": nn.ReLU()})
+        save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "x.pt", model_args={"act": nn.ReLU()})
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -172,6 +172,6 @@ def test_resume_with_another_optimizer_is_a_clear_error(tmp_path):
 
 
 def test_resume_from_a_model_only_checkpoint(tmp_path):
-    save_checkpoint(tmp_path / "model.pt", UNet(2, 1, 2, features=TINY))
+    save_checkpoint(UNet(2, 1, 2, features=TINY), tmp_path / "model.pt")
     with pytest.raises(ValueError, match=r"model\.pt: holds a model only .* cannot resume"):
         tiny_fit(tmp_path / "run", epochs=2, resume=tmp_path / "model.pt")

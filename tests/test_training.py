@@ -354,7 +354,7 @@ def test_validate_matches_a_hand_computed_mean():
 def test_callbacks_see_every_epoch_and_can_stop():
     seen = []
 
-    def record(epoch, history, model):
+    def record(model, epoch, history):
         seen.append((epoch, len(history), isinstance(model, UNet)))
         return epoch == 3
 
