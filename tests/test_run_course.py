@@ -1,0 +1,99 @@
+"""scripts/run_course.py: runs notebooks in a chosen mode and seed, merges a Markdown table, --check.
+
+The planted notebooks are tiny (they only read the environment), so these tests take seconds; the
+week-1 run in fast mode is marked slow. ``test_course_default`` is the measured run the course
+promises (every notebook, default mode, seeds 0-2) and only runs with ``pytest -m course_default``.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "run_course.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("run_course", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def planted_notebook(path, source):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(part) for part in source]
+    nbformat.write(nb, path)
+    return path
+
+
+def run(*args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSEG_SEED")}
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_environment_reaches_the_kernel_and_check_fails_on_an_error(tmp_path):
+    notebook = planted_notebook(tmp_path / "planted.ipynb", [
+        "import os\nfrom medseg_edu.utils import course_seed, run_mode",
+        "assert (course_seed(), run_mode(), os.environ['OMP_NUM_THREADS']) == (0, 'fast', '1')",
+    ])
+    out = tmp_path / "RUNTIMES.md"
+    done = run(notebook, "--mode", "fast", "--seeds", "0", "1", "--threads", "1", "--jobs", "2",
+               "--out", out, "--check")
+    assert done.returncode == 1, done.stdout + done.stderr          # seed 1 fails the planted assert
+    rows = load_script().read_table(out)
+    assert sorted((r["seed"], r["result"]) for r in rows.values()) == [("0", "pass"), ("1", "FAIL")]
+    failed = next(r for r in rows.values() if r["seed"] == "1")
+    assert failed["first error"].startswith("cell 1: AssertionError")
+    assert failed["mode"] == "fast" and failed["threads"] == "1" and failed["machine"]
+    # without --check the same failure is recorded but the exit status is 0
+    assert run(notebook, "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out).returncode == 0
+
+
+def test_rows_merge_by_key(tmp_path):
+    script = load_script()
+    out = tmp_path / "RUNTIMES.md"
+    base = {"notebook": "week4_losses_metrics", "mode": "default", "seed": "0", "threads": "2", "wall s": "150",
+            "CPU s": "160", "result": "pass", "first error": "", "measured (UTC)": "2026-01-01 00:00",
+            "machine": "laptop (2 cores)", "load at start": "0.10"}
+    week1 = dict(base, notebook="week1_registration", **{"wall s": "84"})
+    script.write_table(out, {script.key(base): base, script.key(week1): week1})
+    rows = script.read_table(out)
+    again = dict(base, **{"wall s": "170", "result": "FAIL", "first error": "cell 3: a | b"})
+    rows[script.key(again)] = again                                  # same key: replaces the row
+    script.write_table(out, rows)
+    final = script.read_table(out)
+    assert [r["notebook"] for r in final.values()] == ["week1_registration", "week4_losses_metrics"]
+    assert final[script.key(base)]["wall s"] == "170"
+    assert final[script.key(base)]["first error"] == "cell 3: a / b"  # a '|' would break the table
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    done = run("week1", "--jobs", "0", "--out", tmp_path / "x.md")
+    assert done.returncode == 2 and "--jobs and --threads must be >= 1" in done.stderr
+    done = run("week99", "--out", tmp_path / "x.md")
+    assert done.returncode != 0 and "notebook 'week99'" in done.stderr
+
+
+@pytest.mark.slow
+def test_week1_passes_in_fast_mode(tmp_path):
+    out = tmp_path / "RUNTIMES.md"
+    done = run("week1", "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out, "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = load_script().read_table(out).values()
+    assert (row["notebook"], row["mode"], row["seed"], row["result"]) == ("week1_registration", "fast", "1", "pass")
+
+
+@pytest.mark.course_default
+def test_course_default():
+    """Every notebook in default mode for seeds 0-2 on 2 threads; merges course/RUNTIMES.md."""
+    jobs = max(1, (os.cpu_count() or 2) // 2)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--mode", "default", "--seeds", "0", "1", "2",
+                           "--threads", "2", "--jobs", str(jobs), "--check"], timeout=6 * 3600)
+    assert done.returncode == 0, "a notebook failed in default mode: see course/RUNTIMES.md"
