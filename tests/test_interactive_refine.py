@@ -92,6 +92,24 @@ def test_add_prompts_is_a_protocol_transform_and_repeats_with_the_same_rng():
         add_prompts(image_of((16, 16)), np.zeros((8, 8)), np.random.default_rng(0))
 
 
+def test_add_prompts_with_the_model_clicks_on_its_own_mistakes_and_keeps_its_mode():
+    label = np.zeros((16, 16), np.uint8)
+    label[4:9, 5:10] = 1                                     # 5x5 square, centre (x=7, y=6)
+    model = PromptRule()
+    model.train()
+    iterated = 0
+    for seed in range(12):
+        out, _ = add_prompts(image_of((16, 16)), label, np.random.default_rng(seed), box_probability=0.0,
+                             max_clicks=0, model=model)
+        assert model.training                                # refine's eval() is undone
+        if out[2].max() > 0.5:                               # the model's branch was drawn for this item
+            iterated += 1
+            # the rule model finds nothing without prompts, so its first mistake is the whole square:
+            # the first click is positive at the square's centre
+            assert abs(out[2, 6, 7] - 1) < 1e-6
+    assert 0 < iterated < 12                                 # an even chance per item
+
+
 # ----------------------------------------------------------------------------- refine
 def test_refine_reads_the_box_channel():
     mask = refine(PromptRule(), image_of((6, 8)), [], box=(1, 1, 3, 2))

@@ -31,14 +31,24 @@ __all__ = ["add_prompts", "refine", "click_session"]
 
 
 def _perturbed(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A plausible wrong previous mask: empty, or the target grown or shrunk by 1-3 pixels and shifted."""
+    """A plausible wrong previous mask: empty or the target grown or shrunk by 1-3 pixels and shifted by up
+    to 3 (an even chance each), plus with an even chance a false-positive disk on the background (radius 2
+    pixels up to the object's own, centred on a random background pixel)."""
     if rng.random() < 0.5 or not target.any():
-        return np.zeros_like(target)
-    steps = int(rng.integers(1, 4))
-    grown = ndimage.binary_dilation(target, iterations=steps) if rng.random() < 0.5 else \
-        ndimage.binary_erosion(target, iterations=steps)
-    shift = rng.integers(-3, 4, size=2)
-    return np.roll(grown, tuple(int(s) for s in shift), axis=(0, 1))
+        mask = np.zeros_like(target)
+    else:
+        steps = int(rng.integers(1, 4))
+        grown = ndimage.binary_dilation(target, iterations=steps) if rng.random() < 0.5 else \
+            ndimage.binary_erosion(target, iterations=steps)
+        shift = rng.integers(-3, 4, size=2)
+        mask = np.roll(grown, tuple(int(s) for s in shift), axis=(0, 1))
+    background = np.argwhere(~target)
+    if rng.random() < 0.5 and len(background):
+        y, x = background[int(rng.integers(len(background)))]
+        radius = rng.uniform(2.0, max(2.0, np.sqrt(target.sum() / np.pi)))
+        rows, cols = np.ogrid[:target.shape[0], :target.shape[1]]
+        mask = mask | ((rows - y) ** 2 + (cols - x) ** 2 <= radius ** 2)
+    return mask
 
 
 def _simulate_clicks(previous: np.ndarray, target: np.ndarray, count: int) -> list[Click]:
@@ -55,7 +65,8 @@ def _simulate_clicks(previous: np.ndarray, target: np.ndarray, count: int) -> li
 
 
 def add_prompts(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, box_probability: float = 0.5,
-                jitter_px: int = 3, max_clicks: int = 3, sigma_px: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                jitter_px: int = 3, max_clicks: int = 3, sigma_px: float = 2.0,
+                model: Optional[nn.Module] = None) -> tuple[np.ndarray, np.ndarray]:
     """A transform (protocol of :mod:`medseg_edu.transforms`) that appends simulated prompts to an image.
 
     The object is the foreground, every non-zero label (a brain slice's whole tumour); the label is
@@ -65,8 +76,15 @@ def add_prompts(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
       ``jitter_px`` pixels (:func:`box_from_mask`), otherwise no box (an empty object never has one);
     - a number of clicks drawn uniformly from ``0..max_clicks``, placed by the simulated user of
       :func:`next_click` on the errors of a made-up previous mask (empty, or the object grown or
-      shrunk by 1-3 pixels and shifted by up to 3); after each click the error region it lies in
-      counts as corrected, so the next click goes to the next largest error.
+      shrunk by 1-3 pixels and shifted by up to 3, plus at times a false-positive disk on the
+      background, so that negative clicks are learnt); after each click the error region it lies
+      in counts as corrected, so the next click goes to the next largest error;
+    - with ``model`` (the model being trained, iterative training as in Mahadevan et al. 2018 and
+      Sofiiuk et al. 2022), for half of the items 1 or 2 more clicks placed by :func:`next_click` on
+      the errors of the model's own current answer to the prompts so far (run with :func:`refine`,
+      without gradients, its train/eval mode restored). Made-up masks never look like the model's
+      real mistakes (a second, similar-looking object, say); this teaches it to act on clicks there.
+      With DataLoader workers each worker holds a copy of the model from the start of the epoch.
 
     Bind the options with ``functools.partial(add_prompts, max_clicks=5)`` to pass it as a dataset's
     ``transform``; put it last in a :func:`medseg_edu.transforms.compose` chain, after augmentation.
@@ -88,6 +106,16 @@ def add_prompts(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     box = box_from_mask(target, jitter_px=jitter_px, rng=rng) if rng.random() < box_probability else None
     count = int(rng.integers(0, max_clicks + 1))
     clicks = _simulate_clicks(_perturbed(target, rng), target, count) if count else []
+    if model is not None and rng.random() < 0.5:
+        was_training = model.training
+        try:
+            for _ in range(int(rng.integers(1, 3))):
+                click = next_click(refine(model, image, clicks, box=box, sigma_px=sigma_px), target)
+                if click is None:
+                    break
+                clicks.append(click)
+        finally:
+            model.train(was_training)
     prompts = encode_prompts(target.shape, clicks=clicks, box=box, sigma_px=sigma_px)
     return np.concatenate([image, prompts]), target.astype(label.dtype)
 
