@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import ipywidgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -14,6 +15,12 @@ from torch import nn  # noqa: E402
 from medseg_edu.interactive import Click, box_map  # noqa: E402
 from medseg_edu.interactive import viewer as viewer_module  # noqa: E402
 from medseg_edu.interactive.viewer import ClickViewer, draw_prompts  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 class PromptRule(nn.Module):

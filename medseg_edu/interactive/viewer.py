@@ -61,6 +61,9 @@ def draw_prompts(image: Any, *, mask: Any = None, clicks: Sequence[Click] = (), 
     shows a 3-channel image in colour (any other in grey, channel 0). ``crosshair`` ``(x, y)`` marks
     the sliders' position in the viewer's slider mode.
 
+    The figure is a pyplot figure (shown by ``plt.show()`` or as a cell's last value); close it with
+    ``plt.close(fig)`` when drawing many.
+
     Shape: image (C, H, W), mask and target (H, W) or None -> a matplotlib Figure of H*scale x W*scale pixels.
     """
     image = _as_image(image)
@@ -69,7 +72,7 @@ def draw_prompts(image: Any, *, mask: Any = None, clicks: Sequence[Click] = (), 
     clicks = _check_clicks(clicks, (height, width))
     if channel is not None and not 0 <= channel < image.shape[0]:
         raise ValueError(f"channel must be None or in 0..{image.shape[0] - 1}, got {channel}")
-    fig = Figure(figsize=(width * scale / 100, height * scale / 100), dpi=100)
+    fig = plt.figure(figsize=(width * scale / 100, height * scale / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     picture, cmap = _display_image(image, channel)
     ax.imshow(picture, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
