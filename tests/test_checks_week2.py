@@ -32,7 +32,7 @@ def rotate_pair(image, label, *, k, plane):
     return np.rot90(image, k, axes=(a + 1, b + 1)), np.rot90(label, k, axes=(a, b))
 
 
-def stack_slices(volume, model, *, axis):
+def stack_slices(model, volume, *, axis):
     slices = [model(volume.select(axis + 1, i)[None])[0] for i in range(volume.shape[axis + 1])]
     return torch.stack(slices, dim=axis + 1)
 
@@ -163,14 +163,14 @@ def test_rotate_only_label_fails():
 
 # ----------------------------------------------------------------------------- ex4 wrong versions
 def test_stack_always_last_axis_fails():
-    def wrong(volume, model, *, axis):
-        return stack_slices(volume, model, axis=axis).movedim(axis + 1, -1)
+    def wrong(model, volume, *, axis):
+        return stack_slices(model, volume, axis=axis).movedim(axis + 1, -1)
     with pytest.raises(AssertionError, match="axis"):
         week2.check_stack_slices(wrong, seed=0)
 
 
 def test_stack_in_front_of_classes_fails():
-    def wrong(volume, model, *, axis):
+    def wrong(model, volume, *, axis):
         return torch.stack([model(volume.select(axis + 1, i)[None])[0] for i in range(volume.shape[axis + 1])])
     with pytest.raises(AssertionError, match="shape"):
         week2.check_stack_slices(wrong, seed=0)

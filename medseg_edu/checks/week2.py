@@ -295,7 +295,7 @@ class _SliceNet(torch.nn.Module):
 
 @self_check("ex4")
 def check_stack_slices(stack_slices: Callable, *, seed: int = 0) -> None:
-    """Check ``stack_slices(volume, model, *, axis) -> logits`` against ``predict_slices``.
+    """Check ``stack_slices(model, volume, *, axis) -> logits`` against ``predict_slices``.
 
     The student's function cuts ``volume`` (C, X, Y, Z) into 2D slices along spatial ``axis``,
     runs ``model`` on each (as a batch ``(1, C, a, b)`` or several at once) and stacks the logits
@@ -313,7 +313,7 @@ def check_stack_slices(stack_slices: Callable, *, seed: int = 0) -> None:
         model = _SliceNet(channels, classes, int(rng.integers(1 << 30))).eval()
         reference = predict_slices(model, volume, axis=axis).numpy()
         with torch.no_grad():
-            got = answer_array(stack_slices(volume.clone(), model, axis=axis), "the stacked logits", ex)
+            got = answer_array(stack_slices(model, volume.clone(), axis=axis), "the stacked logits", ex)
         if got.shape != reference.shape:
             raise AssertionError(f"{ex}: for a volume {_shape_text(tuple(volume.shape))} sliced along axis {axis} "
                                  f"the logits should have shape (K, X, Y, Z) = {_shape_text(reference.shape)}, got "
