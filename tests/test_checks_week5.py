@@ -26,12 +26,20 @@ def zscore_ok(image, mask):
     return out
 
 
-def drop_ok(a, b, n_resamples=2000, seed=0):
-    a, b = np.asarray(a, float), np.asarray(b, float)
+def _patient_means(values, patients, n_resamples, rng):
+    """Cluster bootstrap written out by hand: draw patients with replacement, pool all their scans."""
+    values, patients = np.asarray(values, float), np.asarray(patients)
+    ids = np.unique(patients)
+    scans = {i: values[patients == i] for i in ids}
+    return np.array([np.concatenate([scans[i] for i in rng.choice(ids, ids.size)]).mean()
+                     for _ in range(n_resamples)])
+
+
+def drop_ok(a, pa, b, pb, n_resamples=2000, seed=0):
     rng = np.random.default_rng(seed)
-    drops = rng.choice(a, (n_resamples, a.size)).mean(axis=1) - rng.choice(b, (n_resamples, b.size)).mean(axis=1)
+    drops = _patient_means(a, pa, n_resamples, rng) - _patient_means(b, pb, n_resamples, rng)
     low, high = np.percentile(drops, [2.5, 97.5])
-    return float(a.mean() - b.mean()), float(low), float(high)
+    return float(np.mean(a) - np.mean(b)), float(low), float(high)
 
 
 def nb_ok(tp, fp, n, pt):
@@ -51,7 +59,8 @@ def test_correct_solutions_pass(capsys):
 def test_correct_solutions_pass_on_other_seeds_and_other_types():
     for seed in range(1, 4):
         week5.check_patient_split(lambda i, f, s: tuple(list(x) for x in split_ok(i, f, s)), seed=seed)
-        week5.check_drop_ci(lambda a, b, n=2000, s=0: tuple(np.float64(v) for v in drop_ok(a, b, n, s)), seed=seed)
+        week5.check_drop_ci(lambda a, pa, b, pb, n=2000, s=0: tuple(np.float64(v) for v in drop_ok(a, pa, b, pb, n, s)),
+                            seed=seed)
         week5.check_zscore_in_mask(lambda x, m: torch.from_numpy(zscore_ok(x, m)), seed=seed)
         week5.check_net_benefit_from_counts(lambda *a: torch.tensor(nb_ok(*a), dtype=torch.float64), seed=seed)
 
@@ -85,6 +94,24 @@ def test_reference_drop_ci_constant_groups_and_errors():
         week5.reference_drop_ci([0.5], [np.nan])
     with pytest.raises(ValueError, match="n_resamples"):
         week5.reference_drop_ci([0.5], [0.4], n_resamples=0)
+    with pytest.raises(ValueError, match="patients_internal must give one patient id per Dice value"):
+        week5.reference_drop_ci([0.5, 0.6], [0.4], patients_internal=[1, 2, 3])
+
+
+def test_reference_drop_ci_resamples_patients():
+    # every patient has 3 identical scans: the cluster bootstrap is the bootstrap of the 12 patient means, whose
+    # sd is sqrt(var / 12); resampling the 36 scans would give sqrt(var / 36), an interval sqrt(3) times narrower.
+    # 20000 resamples put the width within a few % of 2 x 1.96 x sd, so 10 % is safe and sqrt(3) is far outside.
+    rng = np.random.default_rng(2)
+    per_patient = rng.normal(0.8, 0.1, 12)
+    a, patients = np.repeat(per_patient, 3), np.repeat(np.arange(12), 3)
+    b = np.full(5, 0.5)
+    drop, low, high = week5.reference_drop_ci(a, b, patients_internal=patients, n_resamples=20000, seed=1)
+    assert np.isclose(drop, per_patient.mean() - 0.5)
+    assert abs((high - low) - 2 * 1.96 * per_patient.std() / np.sqrt(12)) < 0.1 * (high - low)
+    # and it agrees with the hand-written cluster bootstrap of this file (different draws: a Monte-Carlo tolerance)
+    _, low_ok, high_ok = drop_ok(a, patients, b, np.arange(5), n_resamples=4000, seed=3)
+    assert abs(low_ok - low) < 0.1 * (high - low) and abs(high_ok - high) < 0.1 * (high - low)
 
 
 # ---------------------------------------------------------------- plausible wrong solutions fail
@@ -166,43 +193,46 @@ def test_zscore_wrong_versions():
 
 
 def test_drop_ci_wrong_versions():
-    def flipped(a, b, n_resamples=2000, seed=0):
-        d, lo, hi = drop_ok(a, b, n_resamples, seed)
+    def flipped(a, pa, b, pb, n_resamples=2000, seed=0):
+        d, lo, hi = drop_ok(a, pa, b, pb, n_resamples, seed)
         return -d, -hi, -lo
     _fails(week5.check_drop_ci, flipped, "sign")
 
-    def only_external(a, b, n_resamples=2000, seed=0):
-        a, b = np.asarray(a), np.asarray(b)
+    def only_external(a, pa, b, pb, n_resamples=2000, seed=0):
         rng = np.random.default_rng(seed)
-        drops = a.mean() - rng.choice(b, (n_resamples, b.size)).mean(axis=1)
+        drops = np.mean(a) - _patient_means(b, pb, n_resamples, rng)
         lo, hi = np.percentile(drops, [2.5, 97.5])
-        return float(a.mean() - b.mean()), float(lo), float(hi)
+        return float(np.mean(a) - np.mean(b)), float(lo), float(hi)
     _fails(week5.check_drop_ci, only_external, "too narrow")
 
-    def paired(a, b, n_resamples=2000, seed=0):
-        a, b = np.asarray(a), np.asarray(b)
+    def scans_not_patients(a, pa, b, pb, n_resamples=2000, seed=0):
+        a, b = np.asarray(a, float), np.asarray(b, float)
         rng = np.random.default_rng(seed)
-        idx = rng.integers(0, a.size, size=(n_resamples, a.size))
-        drops = (a[idx] - b[idx]).mean(axis=1)
+        drops = rng.choice(a, (n_resamples, a.size)).mean(axis=1) - rng.choice(b, (n_resamples, b.size)).mean(axis=1)
         lo, hi = np.percentile(drops, [2.5, 97.5])
         return float(a.mean() - b.mean()), float(lo), float(hi)
-    _fails(week5.check_drop_ci, paired, "raised|different sizes")
+    _fails(week5.check_drop_ci, scans_not_patients, "too narrow: scans of one patient are not independent")
 
-    def unseeded(a, b, n_resamples=2000, seed=0):
-        return drop_ok(a, b, n_resamples, None)
+    def normal_approximation(a, pa, b, pb, n_resamples=2000, seed=0):
+        rng = np.random.default_rng(seed)       # the right resamples, but a symmetric normal interval from their SD
+        drops = _patient_means(a, pa, n_resamples, rng) - _patient_means(b, pb, n_resamples, rng)
+        d = float(np.mean(a) - np.mean(b))
+        return d, d - 1.96 * drops.std(), d + 1.96 * drops.std()
+    _fails(week5.check_drop_ci, normal_approximation, "off-centre.*skewed")
+
+    def unseeded(a, pa, b, pb, n_resamples=2000, seed=0):
+        return drop_ok(a, pa, b, pb, n_resamples, None)
     _fails(week5.check_drop_ci, unseeded, "same seed")
 
-    def one_sd(a, b, n_resamples=2000, seed=0):
-        a, b = np.asarray(a, float), np.asarray(b, float)
-        d = a.mean() - b.mean()
-        sd = np.sqrt(a.var() / a.size + b.var() / b.size)
-        return float(d), float(d - sd), float(d + sd)            # a 68 % interval, not 95 %
+    def one_sd(a, pa, b, pb, n_resamples=2000, seed=0):
+        d, lo, hi = drop_ok(a, pa, b, pb, n_resamples, seed)
+        sd = (hi - lo) / (2 * 1.96)
+        return d, d - sd, d + sd                                  # a 68 % interval, not 95 %
     _fails(week5.check_drop_ci, one_sd, "too narrow")
 
-    def bootstrap_mean(a, b, n_resamples=2000, seed=0):
+    def bootstrap_mean(a, pa, b, pb, n_resamples=2000, seed=0):
         rng = np.random.default_rng(seed)
-        a, b = np.asarray(a, float), np.asarray(b, float)
-        drops = rng.choice(a, (n_resamples, a.size)).mean(axis=1) - rng.choice(b, (n_resamples, b.size)).mean(axis=1)
+        drops = _patient_means(a, pa, n_resamples, rng) - _patient_means(b, pb, n_resamples, rng)
         lo, hi = np.percentile(drops, [2.5, 97.5])
         return float(np.mean(drops)), float(lo), float(hi)
     _fails(week5.check_drop_ci, bootstrap_mean, "original values")

@@ -10,7 +10,7 @@ Taught in week 5.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -33,18 +33,25 @@ __all__ = [
 # reference solutions
 # ----------------------------------------------------------------------------------------------
 def reference_drop_ci(dice_internal: Sequence[float], dice_external: Sequence[float], *,
+                      patients_internal: Optional[Sequence[Any]] = None,
+                      patients_external: Optional[Sequence[Any]] = None,
                       n_resamples: int = 2000, confidence: float = 0.95,
                       seed: int = 0) -> tuple[float, float, float]:
-    """Performance drop ``mean(internal) - mean(external)`` with a percentile-bootstrap interval.
+    """Performance drop ``mean(internal) - mean(external)`` with a percentile (cluster) bootstrap interval.
 
-    The two test sets hold different patients, so each is resampled on its own (with replacement,
-    same size as the original); the drop is computed on every pair of resamples and the interval is
-    the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of those drops.
+    The two test sets hold different patients, so each is resampled on its own. Within a set the
+    unit of resampling is the **patient**: draw as many patients as the set has, with replacement,
+    keep all scans of each drawn patient, and take the mean over those scans (a patient drawn twice
+    counts twice). Without patient ids every scan is its own patient. The drop is computed on every
+    pair of resamples and the interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
+    percentiles of those drops.
 
-    Shape: dice_internal (n1,), dice_external (n2,) -> (drop, low, high), three floats.
+    Shape: dice_internal (n1,), dice_external (n2,), patients_* the same lengths or None
+    -> (drop, low, high), three floats.
 
     Example:
-        >>> drop, low, high = reference_drop_ci([0.9, 0.8, 0.85], [0.5, 0.6], n_resamples=500)
+        >>> drop, low, high = reference_drop_ci([0.9, 0.8, 0.85, 0.7], [0.5, 0.6], patients_internal=[1, 1, 2, 2],
+        ...                                     n_resamples=500)
         >>> low <= drop <= high
         True
 
@@ -57,11 +64,28 @@ def reference_drop_ci(dice_internal: Sequence[float], dice_external: Sequence[fl
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     rng = np.random.default_rng(seed)
-    means_a = a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1)
-    means_b = b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(axis=1)
+    means_a = _cluster_means(a, patients_internal, "patients_internal", n_resamples, rng)
+    means_b = _cluster_means(b, patients_external, "patients_external", n_resamples, rng)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(means_a - means_b, [100 * alpha, 100 * (1 - alpha)])
     return float(a.mean() - b.mean()), float(low), float(high)
+
+
+def _cluster_means(values: np.ndarray, patients: Optional[Sequence[Any]], name: str, n_resamples: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Means over the scans of ``n_resamples`` resamples of the patients (with replacement)."""
+    if patients is None:
+        codes = np.arange(values.size)
+    else:
+        ids = np.asarray(patients)
+        if ids.shape != values.shape:
+            raise ValueError(f"{name} must give one patient id per Dice value, got shape {ids.shape} "
+                             f"for {values.size} values")
+        _, codes = np.unique(ids, return_inverse=True)
+    sums = np.bincount(codes, weights=values)
+    counts = np.bincount(codes).astype(np.float64)
+    drawn = rng.integers(0, sums.size, size=(n_resamples, sums.size))
+    return sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
 
 
 def reference_net_benefit_from_counts(tp: int, fp: int, n: int, threshold_probability: float) -> float:
@@ -267,55 +291,79 @@ def _random_dice(rng: np.random.Generator, size: int, centre: float) -> np.ndarr
     return np.clip(rng.normal(centre, rng.uniform(0.05, 0.15), size=size), 0.0, 1.0)
 
 
+def _clustered_dice(rng: np.random.Generator, n_patients: int, centre: float, *,
+                    skewed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """2-3 scans per patient that agree closely (the patient, not the scan, varies); ``skewed``: a few
+    patients fail badly, as segmentation models do, so the bootstrap distribution is far from normal."""
+    per_patient = np.clip(rng.normal(centre, 0.04, size=n_patients), 0.0, 1.0)
+    if skewed:                                             # one patient fails: a long tail of low resample means
+        per_patient[rng.integers(n_patients)] = rng.uniform(0.0, 0.1)
+    scans = rng.integers(2, 4, size=n_patients)
+    patients = np.repeat(np.arange(100, 100 + n_patients), scans)
+    dice = np.clip(np.repeat(per_patient, scans) + rng.normal(0.0, 0.01, size=patients.size), 0.0, 1.0)
+    order = rng.permutation(patients.size)                 # scans of one patient need not be adjacent
+    return dice[order], patients[order]
+
+
 @self_check("ex2")
 def check_drop_ci(drop_with_ci: Callable, *, seed: int = 0) -> None:
-    """Check ``drop_with_ci(dice_internal, dice_external, n_resamples, seed) -> (drop, low, high)``.
+    """Check ``drop_with_ci(dice_int, patients_int, dice_ext, patients_ext, n_resamples, seed) -> (drop, low, high)``.
 
-    The drop must be ``mean(internal) - mean(external)`` exactly; the interval must contain it, be
-    reproducible with the seed, and agree with an independent two-group percentile bootstrap (each
-    test set resampled on its own) within Monte-Carlo error.
+    The drop must be ``mean(internal) - mean(external)`` over the scans exactly; the interval must
+    contain it, be reproducible with the seed, and agree within Monte-Carlo error with an independent
+    percentile bootstrap that resamples the **patients** of each test set on its own. The random
+    data have several scans per patient that agree closely, so resampling scans gives too narrow an
+    interval, and some of them have a few failed patients (a skewed distribution), where a normal
+    approximation (mean +- 1.96 standard errors) puts both ends in the wrong place.
 
-    Shape: (n1,), (n2,) arrays -> three floats.
+    Shape: (n1,), (n1,), (n2,), (n2,) arrays -> three floats.
     Taught in week 5.
     """
     ex = "ex2"
     rng = np.random.default_rng(seed)
-    for _ in range(4):
-        n_int, n_ext = int(rng.integers(8, 25)), int(rng.integers(8, 25))
-        while n_ext == n_int:
-            n_ext = int(rng.integers(8, 25))
-        internal = _random_dice(rng, n_int, rng.uniform(0.7, 0.9))
-        external = _random_dice(rng, n_ext, rng.uniform(0.4, 0.7))
+    for trial in range(4):
+        skewed = trial % 2 == 1
+        n_int, n_ext = int(rng.integers(8, 12 if skewed else 16)), int(rng.integers(8, 16))
+        internal, patients_int = _clustered_dice(rng, n_int, rng.uniform(0.8, 0.9), skewed=skewed)
+        external, patients_ext = _clustered_dice(rng, n_ext, rng.uniform(0.5, 0.7), skewed=False)
         boot_seed = int(rng.integers(0, 10_000))
-        result = _call(drop_with_ci, ex, f"with {n_int} internal and {n_ext} external cases (different sizes: "
-                       f"resample each group on its own)", internal, external, 4000, boot_seed)
+        result = _call(drop_with_ci, ex, f"with {n_int} internal and {n_ext} external patients (2-3 scans each)",
+                       internal, patients_int, external, patients_ext, 4000, boot_seed)
         if not isinstance(result, tuple) or len(result) != 3:
             raise AssertionError(f"{ex}: return a tuple (drop, low, high), got {type(result).__name__}")
         drop, low, high = (_as_float(v, name, ex) for v, name in zip(result, ("drop", "low", "high")))
-        want, want_low, want_high = reference_drop_ci(internal, external, n_resamples=20_000, seed=boot_seed)
+        want, want_low, want_high = reference_drop_ci(internal, external, patients_internal=patients_int,
+                                                      patients_external=patients_ext, n_resamples=20_000,
+                                                      seed=boot_seed)
         if abs(drop + want) < 1e-9 and abs(want) > 1e-6:
             raise AssertionError(f"{ex}: the sign of the drop is flipped: drop = mean(internal) - mean(external), "
                                  f"positive when the external site does worse")
         if abs(drop - want) > 1e-9:
-            raise AssertionError(f"{ex}: drop should be the difference of the two MEANS (internal - external), "
-                                 f"computed on the original values, not on a resample")
+            raise AssertionError(f"{ex}: drop should be the difference of the two MEANS over the scans "
+                                 f"(internal - external), computed on the original values, not on a resample")
         if not low <= drop <= high:
             raise AssertionError(f"{ex}: the interval (low, high) must contain the drop (low <= drop <= high)")
-        again = _call(drop_with_ci, ex, "called a second time with the same seed", internal, external, 4000,
-                      boot_seed)
+        again = _call(drop_with_ci, ex, "called a second time with the same seed", internal, patients_int,
+                      external, patients_ext, 4000, boot_seed)
         if tuple(float(v) for v in again) != (drop, low, high):
             raise AssertionError(f"{ex}: the same seed must give the same interval (use "
                                  f"np.random.default_rng(seed))")
+        # Tolerances: with 4000 resamples a 2.5th or 97.5th percentile moves by about 3 % of the interval's
+        # width between seeds; resampling scans instead of patients narrows it by 30-40 %, and a normal
+        # approximation on the skewed trials moves one end by more than 15 % of the width.
         width = want_high - want_low
         if (high - low) < 0.8 * width:
-            raise AssertionError(f"{ex}: the interval is too narrow: both test sets are samples, so resample "
-                                 f"BOTH groups (each on its own, with replacement, same size as the original)")
+            raise AssertionError(f"{ex}: the interval is too narrow: scans of one patient are not independent, "
+                                 f"and both test sets are samples: resample PATIENTS (all scans of a drawn patient), "
+                                 f"in each group on its own")
         if (high - low) > 1.25 * width:
-            raise AssertionError(f"{ex}: the interval is too wide: resample each group with its own size and "
-                                 f"take the 2.5th and 97.5th percentiles of the bootstrap drops")
+            raise AssertionError(f"{ex}: the interval is too wide: resample each group with its own number of "
+                                 f"patients and take the 2.5th and 97.5th percentiles of the bootstrap drops")
         if abs(low - want_low) > 0.12 * width or abs(high - want_high) > 0.12 * width:
+            hint = (" (the bootstrap drops are skewed here: a normal approximation, drop +- 1.96 SE, puts the "
+                    "ends in the wrong place)") if skewed else ""
             raise AssertionError(f"{ex}: the interval is off-centre: take the 2.5th and 97.5th percentiles "
-                                 f"(np.percentile) of the bootstrap drops mean(resample_int) - mean(resample_ext)")
+                                 f"(np.percentile) of the bootstrap drops themselves{hint}")
     print(f"{ex} looks right")
 
 
