@@ -242,19 +242,19 @@ def check_decoder_step(decoder_step: Callable, *, seed: int = 0, trials: int = 3
         n, h, w = _randint(gen, 1, 3), _randint(gen, 3, 10), _randint(gen, 3, 10)
         x = torch.randn(n, c_in, h, w, generator=gen)
         skip = torch.randn(n, c_skip, 2 * h, 2 * w, generator=gen)
-        channel_hint = ("check the sizes and the channel arithmetic: the upsampling maps in_channels -> "
-                        "out_channels and doubles the height and width (to the skip's size), and after "
-                        "concatenating the skip the DoubleConv reads skip_channels + out_channels channels")
+        # The messages say which property fails, never the layer recipe (that is the exercise).
+        channel_hint = ("the channel counts of the layers do not fit together: a layer received a tensor with "
+                        "another number of channels, or another size, than it was built for. Follow one tensor "
+                        "through forward and write down its channels and size after every step")
         out = _run(step, call, x, skip, hint=channel_hint)
         _expect_shape(out, (n, c_out, 2 * h, 2 * w), call, f"x {tuple(x.shape)} and skip {tuple(skip.shape)}",
-                      "a decoder step doubles the height and width (to the skip's size) and sets the "
-                      "channels to out_channels")
+                      "the output must have out_channels channels and the skip's height and width")
         _expect_same_parameters(
             step, _RefDecoderStep(2, c_in, c_skip, c_out), call,
-            "upsample with one 2x2 transposed conv (stride 2) from in_channels to out_channels, then "
-            "one DoubleConv; " + channel_hint,
-            "upsample with a learned 2x2 transposed conv (stride 2) from in_channels to out_channels "
-            "(not interpolation), then one DoubleConv; " + channel_hint)
+            "a layer has more input or output channels than the exercise's decoder step needs, or there is "
+            "an extra layer",
+            "a layer described in the exercise is missing or has fewer channels (every layer of the "
+            "decoder step, the upsampling included, has learned weights)")
         step.eval()
         with torch.no_grad():
             base = step(x, skip)
