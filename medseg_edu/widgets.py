@@ -1,7 +1,8 @@
 """An interactive slice viewer for a 3D case, built from core ipywidgets only.
 
 The viewer draws nothing itself: every change calls ``medseg_edu.viz.draw_slice``, its static twin.
-Where widgets do not work (a static HTML export, nbval, a grader), call ``draw_slice`` with the same
+The viewer is cheap (one small figure per change), so notebooks show it in fast mode too. Where widgets
+do not render (a static HTML export, the course website, a grader), call ``draw_slice`` with the same
 arguments to get the same figure:
 
     >>> viewer = slice_viewer(case)                                         # doctest: +SKIP
@@ -32,7 +33,8 @@ def slice_viewer(case: Mapping[str, Any], *, axis: int = 2) -> ipywidgets.VBox:
     the figure with ``draw_slice(case, slice_index=..., channel=..., show_label=..., alpha=...,
     axis=axis)`` into the viewer's output area. The controls are ``viewer.children[0].children``
     (slice, sequence) and ``viewer.children[1].children`` (label, alpha); the output area is
-    ``viewer.children[2]``.
+    ``viewer.children[2]``. The box carries the CSS class ``medseg-slice-viewer`` (for browser tests).
+    Uses only API that ipywidgets 7.7 (Colab) and 8.x share.
 
     Shape: case["image"] (C, X, Y, Z), case["label"] (X, Y, Z) or None -> an ipywidgets.VBox.
     Taught in week 1.
@@ -70,5 +72,7 @@ def slice_viewer(case: Mapping[str, Any], *, axis: int = 2) -> ipywidgets.VBox:
     for control in (slice_slider, channel_menu, label_box, alpha_slider):
         control.observe(redraw, names="value")
     redraw()
-    return ipywidgets.VBox([ipywidgets.HBox([slice_slider, channel_menu]),
-                            ipywidgets.HBox([label_box, alpha_slider]), output])
+    viewer = ipywidgets.VBox([ipywidgets.HBox([slice_slider, channel_menu]),
+                              ipywidgets.HBox([label_box, alpha_slider]), output])
+    viewer.add_class("medseg-slice-viewer")
+    return viewer
