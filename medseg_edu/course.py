@@ -4,8 +4,13 @@ The repository's address lives in one place, ``[project.urls] Repository`` in py
 badge and the Colab install line are generated from it here, and a test checks that every notebook's
 first two cells equal what these functions produce (``check_notebook_headers``).
 
-The set-up cell installs the package on Colab with ``%pip`` *without* touching Colab's own torch:
-medseg-edu asks only for ``torch>=2.1``, which Colab's torch already satisfies, so pip keeps it.
+The set-up cell installs the package on Colab with ``%pip`` *without* replacing anything Colab ships
+(torch, numpy, ipywidgets 7.7, the Jupyter packages, matplotlib, ...): pyproject.toml asks only for
+lower bounds that Colab's versions satisfy (tests/test_colab.py checks them against
+tests/data/colab_packages.txt), and the cell passes pip a constraints file with every installed
+distribution's version, so that a new dependency's own requirements (nilearn's newest release wants
+a newer pandas than Colab's) make pip choose an older release of it rather than replace Colab's
+package. When the install fails, the cell raises an error that says what to do.
 """
 from __future__ import annotations
 
@@ -54,21 +59,43 @@ def colab_badge_markdown(notebook_path: str, *, branch: str = "main") -> str:
 
 
 def colab_install_requirement() -> str:
-    """The pip requirement the set-up cell installs on Colab: the package straight from the repository."""
+    """The pip requirement the set-up cell installs on Colab: the package straight from the repository
+    (``[project.urls] Repository`` in pyproject.toml, the one place the address is written)."""
     return f"medseg-edu @ git+{repository_url()}"
 
 
 def setup_cell_source() -> str:
     """Source of the set-up cell (always the first code cell of a course notebook)."""
-    return f'''# Set-up: run this cell first. On Google Colab it installs the course package (Colab's own
-# PyTorch is kept: medseg-edu only asks for torch>=2.1). Elsewhere it only checks the set-up.
+    requirement = colab_install_requirement()
+    return f'''# Set-up: run this cell first. On Google Colab it installs the course package and keeps every
+# package Colab ships (PyTorch, NumPy, ipywidgets, ...). Elsewhere it only checks the set-up.
+import importlib
 import importlib.util
 import os
 import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CPU threads wait without spinning (faster on 2 cores)
 if "google.colab" in sys.modules and importlib.util.find_spec("medseg_edu") is None:
-    %pip install --quiet "{colab_install_requirement()}"
+    # Pin what the runtime already has, so pip adds packages but never replaces Colab's own (it picks
+    # older releases of new dependencies instead, e.g. a nilearn that accepts Colab's pandas).
+    from importlib.metadata import distributions
+    pins = {{}}
+    for dist in distributions():  # the first one on sys.path wins, as for imports
+        if dist.metadata["Name"]:
+            pins.setdefault(dist.metadata["Name"].lower(), dist.version)
+    with open("/tmp/medseg-edu-keep.txt", "w") as keep:
+        keep.write("\\n".join(f"{{name}}=={{version}}" for name, version in sorted(pins.items())))
+    try:
+        %pip install --quiet --constraint /tmp/medseg-edu-keep.txt "{requirement}"
+    except Exception as error:  # pip's own errors are printed above; this catches the magic failing
+        print(f"pip failed: {{error}}")
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("medseg_edu") is None:
+        raise RuntimeError(
+            "Could not install medseg-edu (pip's message is above). Check the internet connection, "
+            "then run this in a new cell, and this cell again:\\n"
+            '    %pip install --constraint /tmp/medseg-edu-keep.txt "{requirement}"\\n'
+            "Still failing? Report it at {repository_url()}/issues")
     print("Installed medseg-edu. If an import below fails, use Runtime > Restart session, then run again.")
 
 import torch
@@ -122,6 +149,9 @@ def sync_notebook_headers(course_dir: PathLike) -> List[Path]:
         wanted = header_cells(path.name, title=_title_of(nb.cells[0]) if nb.cells else path.stem)
         if [c.source for c in nb.cells[:2]] != [c.source for c in wanted]:
             roles = [c.metadata.get(_ROLE) for c in nb.cells[:2]]
+            for old, new in zip(nb.cells[:2], wanted):
+                if old.metadata.get(_ROLE) == new.metadata[_ROLE] and "id" in old:
+                    new["id"] = old["id"]                  # keep cell ids: smaller diffs, stable links
             keep = nb.cells[sum(1 for r in roles if r in ("title", "setup")):]
             nb.cells = wanted + keep
             nbformat.write(nb, path)

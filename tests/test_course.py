@@ -32,7 +32,7 @@ def test_setup_cell_is_valid_ipython_using_only_pip_and_matplotlib_magics():
     assert set(magics) == {"pip", "matplotlib"}
     python = TransformerManager().transform_cell(source)
     compile(python, "<setup>", "exec")
-    assert "run_line_magic('pip', 'install --quiet \"medseg-edu @ git+" in python
+    assert "run_line_magic('pip', 'install --quiet --constraint /tmp/medseg-edu-keep.txt \"medseg-edu @ git+" in python
     assert "torch" not in course.colab_install_requirement()
 
 
