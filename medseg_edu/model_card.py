@@ -33,6 +33,8 @@ def markdown_table(df: pd.DataFrame, *, digits: int = 3) -> str:
         | site | dice |
         | --- | --- |
         | A | 0.812 |
+
+    Taught in week 9.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -65,6 +67,8 @@ def group_metrics(table: pd.DataFrame, *, by: str, metric: str = "dice", n_resam
     a column ``n_undefined``.
 
     Shape: table (N rows) -> one row per group: ``by``, n, mean, ci_low, ci_high, n_undefined.
+
+    Taught in week 9.
     """
     table = _check_table(table, [by, metric])
     values = pd.to_numeric(table[metric], errors="coerce")
@@ -92,6 +96,8 @@ def model_card_markdown(table: pd.DataFrame, *, model_name: str, intended_use: s
     Columns set to None (site, case, flags) leave their parts out.
 
     Shape: table, one row per evaluated case -> a Markdown string.
+
+    Taught in week 9.
     """
     columns = [metric] + [c for c in (site_column, case_column, flag_column) if c is not None] + list(subgroup_columns)
     table = _check_table(table, columns)

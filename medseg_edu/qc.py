@@ -63,6 +63,8 @@ def case_features(pred: Any, *, spacing_mm: Sequence[float], image: Any = None,
     Missing ones are NaN and raise no flag.
 
     Shape: pred (X, Y) or (X, Y, Z) binary; image (*spatial) or (C, *spatial) -> a dict of floats.
+
+    Taught in week 9.
     """
     mask = as_binary(pred, "pred")
     spacing = check_spacing(spacing_mm, mask.ndim)
@@ -103,6 +105,8 @@ def prediction_uncertainty(model: Any, image: Any, *, activation: str = "softmax
     drawn from a torch generator seeded with ``seed``; the global torch RNG is left as it was.
 
     Shape: model, image (1, C, *spatial) tensor (one case) -> a dict of two floats.
+
+    Taught in week 9.
     """
     import torch
 
@@ -145,6 +149,8 @@ def fit_qc_reference(features: pd.DataFrame, *, low_percentile: float = 2.5,
 
     Shape: features, one row per training case (columns as from :func:`case_features`) ->
     ``{feature: (low, high)}``.
+
+    Taught in week 9.
     """
     if not isinstance(features, pd.DataFrame) or features.empty:
         raise ValueError("features must be a non-empty pandas DataFrame (one row per training case)")
@@ -174,6 +180,8 @@ def qc_flags(features: pd.DataFrame, reference: Mapping[str, tuple[float, float]
     a later evaluation) is copied into the table so flags can be compared with the real outcome.
 
     Shape: features (N rows) -> a DataFrame of N rows with the same index.
+
+    Taught in week 9.
     """
     if not isinstance(features, pd.DataFrame):
         raise TypeError(f"features must be a pandas DataFrame, got {type(features).__name__}")
@@ -216,6 +224,8 @@ def qc_summary(table: pd.DataFrame, *, metric: str = "dice", flag_column: str = 
 
     Shape: table (N rows) -> one row per flag that occurs: flag, cases, mean_flagged, mean_clean,
     sorted by flag name.
+
+    Taught in week 9.
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")

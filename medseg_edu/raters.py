@@ -57,6 +57,8 @@ def simulate_rater(mask: Any, *, style: str, strength: float = 1.0, seed: int = 
         >>> square = np.zeros((9, 9), bool); square[3:6, 3:6] = True
         >>> int(simulate_rater(square, style="generous").sum())  # 5 x 5 without its 4 corners
         21
+
+    Used in week 9 through `simulate_raters`.
     """
     mask = as_binary(mask, "mask")
     if mask.ndim not in (2, 3):
@@ -91,6 +93,8 @@ def simulate_raters(mask: Any, *, styles: Sequence[str] = ("generous", "tight", 
     """One simulated rater per entry of ``styles`` (a style may repeat; each gets its own seed).
 
     Shape: mask (X, Y) or (X, Y, Z) -> a list of ``len(styles)`` bool masks of the same shape.
+
+    Taught in week 9.
     """
     if isinstance(styles, str) or not styles:
         raise ValueError(f"styles must be a non-empty list of style names, got {styles!r}")
@@ -121,6 +125,8 @@ def pairwise_agreement(masks: Sequence[Any], *, spacing_mm: Sequence[float],
 
     Shape: masks, a list of R same-shaped binary masks -> a table of R (R - 1) / 2 rows with columns
     rater_a, rater_b, dice, hd95_mm.
+
+    Taught in week 9.
     """
     stack = _check_raters(masks)
     names = [f"rater {i + 1}" for i in range(len(stack))] if names is None else [str(n) for n in names]
@@ -138,6 +144,8 @@ def majority_vote(masks: Sequence[Any]) -> np.ndarray:
     With an even number of raters a tie (exactly half) is background.
 
     Shape: a list of R binary masks (*spatial) -> (*spatial) bool.
+
+    Taught in week 9.
     """
     stack = _check_raters(masks)
     return 2 * stack.sum(axis=0) > len(stack)
@@ -157,6 +165,8 @@ def staple(masks: Sequence[Any], *, max_iterations: int = 100, tolerance: float 
 
     Shape: a list of R binary masks (*spatial) -> ``{"probability": (*spatial) float64, "mask":
     probability >= 0.5, "sensitivity": (R,), "specificity": (R,), "iterations": int}``.
+
+    Taught in week 9.
     """
     stack = _check_raters(masks).reshape(len(masks), -1).astype(np.float64)
     check_int(max_iterations, "max_iterations", minimum=1)

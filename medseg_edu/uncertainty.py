@@ -60,6 +60,8 @@ def flip_tta(model: Callable, image: torch.Tensor, *, axes: Optional[Sequence[in
             ``functools.partial(sliding_window_inference, roi_size=64)``.
 
     Shape: ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)``.
+
+    Taught in week 9.
     """
     image = check_image_batch(image)
     check_choice(activation, _ACTIVATIONS, "activation")
@@ -141,6 +143,8 @@ def mc_dropout(model: nn.Module, image: torch.Tensor, *, samples: int = 10,
 
     Shape: ``(N, C, *spatial)`` -> mean probabilities ``(N, K, *spatial)`` and an uncertainty map
     ``(N, 1, *spatial)`` for softmax or ``(N, K, *spatial)`` for sigmoid (one per channel).
+
+    Taught in week 9.
     """
     image = check_image_batch(image)
     if not isinstance(model, nn.Module):

@@ -111,7 +111,9 @@ def code_of_notebook(nb: nbformat.NotebookNode) -> List[str]:
 def lesson_code(source: str) -> str:
     """A code cell as the lesson shows it: hidden tests removed, IPython magics blanked."""
     source = _HIDDEN.sub("", source)
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    # a magic becomes `pass` at its indentation: blanking it would leave an empty block (`try:` / `if ...:`)
+    lines = [line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+             for line in source.splitlines()]
     return "\n".join(lines)
 
 

@@ -61,6 +61,8 @@ def write_rtstruct(mask: Any, source: Union[PathLike, Sequence[PathLike]], path:
         labels: ``{value: name}`` for the values 1..K (default ``{1: "tumour"}``).
 
     Shape: mask (X, Y, Z) integer or bool, equal to ``read_dicom_series(source)["image"].shape[1:]``.
+
+    Taught in week 9.
     """
     pydicom = require("pydicom", "write_rtstruct")
     require("contourpy", "write_rtstruct")
@@ -148,6 +150,8 @@ def read_rtstruct(path: PathLike, source: Union[PathLike, Sequence[PathLike]], *
     An RT-STRUCT of another frame of reference is a ValueError.
 
     Shape: returns ``{roi name: (X, Y, Z) bool}`` on the grid of ``read_dicom_series(source)``.
+
+    Taught in week 9.
     """
     pydicom = require("pydicom", "read_rtstruct")
     from matplotlib.path import Path as PolygonPath

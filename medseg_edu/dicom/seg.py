@@ -84,6 +84,8 @@ def write_dicom_seg(mask: Any, source: Union[PathLike, Sequence[PathLike]], path
         series_uid: pick one series of a folder that holds several.
 
     Shape: mask (X, Y, Z) integer or bool, equal to ``read_dicom_series(source)["image"].shape[1:]``.
+
+    Taught in week 9.
     """
     hd = require("highdicom", "write_dicom_seg")
     from pydicom.sr.codedict import codes
@@ -123,6 +125,8 @@ def read_dicom_seg(path: PathLike, source: Union[PathLike, Sequence[PathLike]], 
     cannot be one label map and are an error too (highdicom checks).
 
     Shape: returns (X, Y, Z) uint8 on the grid of ``read_dicom_series(source)``, values = segment numbers.
+
+    Taught in week 9.
     """
     hd = require("highdicom", "read_dicom_seg")
     seg = hd.seg.segread(str(path))

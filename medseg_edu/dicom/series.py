@@ -63,6 +63,8 @@ def read_dicom_series(source: Union[PathLike, Sequence[PathLike]], *,
         >>> ct = read_dicom_series(get_testdata_file("CT_small.dcm"))  # doctest: +SKIP
         >>> ct["image"].shape, ct["spacing_mm"]  # doctest: +SKIP
         ((1, 128, 128, 1), (0.661468, 0.661468, 5.0))
+
+    Taught in week 9.
     """
     require("pydicom", "read_dicom_series")
     datasets, affine_lps = load_grid(source, series_uid)
@@ -137,6 +139,8 @@ def write_dicom_series(image: Any, affine: Any, folder: PathLike, *, patient_id:
     Raises:
         ValueError if ``folder`` holds files, the image is not one finite 3D channel, or the affine's
         first two voxel axes are not orthogonal (DICOM image rows and columns must be).
+
+    Taught in week 9.
     """
     pydicom = require("pydicom", "write_dicom_series")
     from pydicom.dataset import FileMetaDataset
