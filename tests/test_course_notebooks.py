@@ -43,7 +43,9 @@ def test_house_rules(path):
         assert not re.search(r"^\s*!", cell.source, re.MULTILINE), f"cell {index} runs a shell command"
         assert ".cuda()" not in cell.source, f"cell {index} hard-codes .cuda()"
     text = "\n".join(c.source for c in nb.cells)
-    assert "fast_mode" in text, "the notebook must honour MEDSEG_FAST"
+    # run_mode() gives "fast" under MEDSEG_FAST=1 (and reads MEDSEG_MODE); course_seed() reads MEDSEG_SEED
+    assert "run_mode()" in text, "the notebook must pick its sizes with run_mode() (MEDSEG_FAST, MEDSEG_MODE)"
+    assert "course_seed()" in text, "the notebook must take its seed from course_seed() (MEDSEG_SEED)"
     assert re.search(r"what to read next", text, re.IGNORECASE)
 
 
