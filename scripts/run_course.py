@@ -43,8 +43,9 @@ HEADER = """# Measured run times of the course notebooks
 Written by `scripts/run_course.py` (rows merged by notebook, mode, seed and threads; re-running a key
 replaces its row). Wall and CPU seconds are for one notebook executed in its own kernel; CPU is the
 kernel's whole process tree. "load at start" is the machine's 1-minute load average when the run began:
-on a loaded machine the wall time is longer than a student on an idle laptop would see.
-Only measured rows belong here.
+on a loaded machine the wall time is longer than a student on an idle laptop would see (a load above the
+machine's core count means the notebook shared the cores with other work). The working tree measured is
+the one checked out when the row was written. Only measured rows belong here.
 
 """
 
