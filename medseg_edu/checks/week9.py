@@ -199,10 +199,10 @@ def check_slice_order_and_affine(fn: Callable, *, seed: int = 0) -> None:
             raise AssertionError("order must hold every file index once (a permutation, as np.argsort gives)")
         # exact: indices are integers
         if not np.array_equal(order, expected_order):
-            if np.array_equal(order, expected_order[::-1]):
+            if np.array_equal(order, expected_order[::-1]):  # exact: indices are integers
                 raise AssertionError("the slices come out in reverse: sort by increasing distance along the "
                                      "normal cross(row cosine, column cosine)")
-            if np.array_equal(order, np.argsort(positions[:, 2], kind="stable")):
+            if np.array_equal(order, np.argsort(positions[:, 2], kind="stable")):  # exact: indices
                 raise AssertionError("that is the order of the z coordinate; on an oblique series sort by "
                                      "the distance along the slice normal, positions @ normal")
             raise AssertionError("the slice order is wrong: sort by positions @ normal, "
@@ -372,7 +372,7 @@ def check_majority_vote(fn: Callable, *, seed: int = 0) -> None:
         if not np.array_equal(got, expected):
             votes = np.stack(masks).sum(axis=0)
             tie = votes * 2 == raters
-            if raters % 2 == 0 and np.array_equal(got[~tie], expected[~tie]):
+            if raters % 2 == 0 and np.array_equal(got[~tie], expected[~tie]):  # exact: booleans
                 raise AssertionError("with an even number of raters a tie (exactly half) must be background")
             raise AssertionError("a voxel is foreground when MORE than half of the raters marked it")
     print("ex5 looks right")
