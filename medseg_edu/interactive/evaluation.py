@@ -42,6 +42,8 @@ def number_of_clicks(dice_per_click: Any, *, target_dice: float, max_clicks: int
         2
         >>> number_of_clicks([0.5, 0.8], target_dice=0.85)
         20
+
+    Taught in week 8.
     """
     dice = np.asarray(to_numpy(dice_per_click, "dice_per_click", allow_lists=True), dtype=np.float64)
     if dice.ndim != 1 or dice.size == 0:
@@ -68,6 +70,8 @@ def noc_summary(dice_curves: Sequence[Any], *, targets: Sequence[float] = (0.85,
     Example:
         >>> noc_summary([[0.5, 0.9], [0.86, 0.95]], targets=(0.85,), max_clicks=20)
         {'NoC@85': 0.5, 'NoF@85': 0}
+
+    Taught in week 8.
     """
     if isinstance(dice_curves, (str, bytes)) or not isinstance(dice_curves, Sequence) or not dice_curves:
         raise ValueError(f"dice_curves must be a non-empty list of Dice-per-click sequences, got {dice_curves!r}")
@@ -94,6 +98,8 @@ def box_vs_automatic_dice(model: nn.Module, images: Sequence[Any], targets: Sequ
 
     Shape: images [(C, H, W), ...], targets [(H, W), ...] -> DataFrame with one row per image and columns
     "automatic_dice", "box_dice".
+
+    Taught in week 8.
     """
     if len(images) != len(targets) or len(images) == 0:
         raise ValueError(f"images and targets must be two non-empty lists of the same length, got "
@@ -134,6 +140,8 @@ def grey_channel(image: Any, *, channel: Optional[int] = None) -> np.ndarray:
     As a dataset transform: ``lambda image, label, rng: (grey_channel(image, channel=0), label)``.
 
     Shape: image (C, H, W) -> (1, H, W) float32.
+
+    Taught in week 8.
     """
     image = _as_image(image)
     if channel is None:

@@ -39,6 +39,8 @@ class Click(NamedTuple):
     Example:
         >>> Click(x=5, y=2, positive=True)
         Click(x=5, y=2, positive=True)
+
+    Taught in week 8.
     """
 
     x: int
@@ -145,6 +147,8 @@ def encode_prompts(shape: Sequence[int], *, clicks: Sequence[Click] = (), box: O
     ``UNet(2, C + 3, 2)``; no box and no clicks give three zero channels (automatic segmentation).
 
     Shape: shape (H, W), clicks [Click, ...], box (x0, y0, x1, y1) or None -> (3, H, W) float32.
+
+    Taught in week 8.
     """
     shape = _check_shape(shape)
     clicks = _check_clicks(clicks, shape)
@@ -169,6 +173,8 @@ def box_from_mask(mask: Any, *, jitter_px: int = 0, rng: Optional[np.random.Gene
         >>> mask = np.zeros((5, 6), bool); mask[1:3, 2:5] = True
         >>> box_from_mask(mask)
         (2, 1, 4, 2)
+
+    Taught in week 8.
     """
     mask = as_binary(mask, "mask")
     if mask.ndim != 2:
@@ -216,6 +222,8 @@ def next_click(pred: Any, target: Any) -> Optional[Click]:
         >>> target = np.zeros((7, 7), bool); target[1:6, 1:6] = True
         >>> next_click(np.zeros((7, 7), bool), target)
         Click(x=3, y=3, positive=True)
+
+    Taught in week 8.
     """
     pred, target = as_binary(pred, "pred"), as_binary(target, "target")
     check_same_shape(pred, target, "pred", "target")

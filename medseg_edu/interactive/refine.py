@@ -91,6 +91,8 @@ def add_prompts(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
 
     Shape: image (C, H, W), label (H, W) -> image (C + 3, H, W) float32 (channels of
     :data:`PROMPT_CHANNELS` last), label (H, W) in {0, 1}.
+
+    Taught in week 8.
     """
     image = _as_image(image)
     label = np.asarray(label)
@@ -147,6 +149,8 @@ def refine(model: nn.Module, image: Any, clicks: Sequence[Click] = (), *, box: O
     Example:
         >>> model = UNet(2, 1 + 3, 2, features=(8, 16))                       # doctest: +SKIP
         >>> mask = refine(model, image, [Click(x=20, y=14, positive=True)])    # doctest: +SKIP
+
+    Taught in week 8.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -194,6 +198,8 @@ def click_session(model: nn.Module, image: Any, target: Any, *, max_clicks: int 
     Shape: image (C, H, W), target (H, W) non-empty -> {"dice": (max_clicks + 1,) float array, entry k
     the Dice after k clicks; "clicks": the clicks made; "masks": the mask after each click made, mask 0
     first; "box": the box or None}.
+
+    Taught in week 8.
     """
     target = as_binary(target, "target")
     max_clicks = check_int(max_clicks, "max_clicks", minimum=0)

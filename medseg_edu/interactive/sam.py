@@ -51,6 +51,8 @@ def load_sam(checkpoint: Union[str, "os.PathLike[str]", None], *, model_type: st
     ``[sam]``; without it an ImportError says what to install.
 
     Shape: -> a ``segment_anything.modeling.Sam`` in eval mode.
+
+    Taught in week 8.
     """
     try:
         from segment_anything import sam_model_registry
@@ -159,6 +161,8 @@ def sam_segment(model: torch.nn.Module, image: Any, box: Sequence[float], *, sty
     the same).
 
     Shape: image (C, H, W) with C = 1 or 3, box (x0, y0, x1, y1) in image pixels -> mask (H, W) bool.
+
+    Taught in week 8.
     """
     check_choice(style, _STYLES, "style")
     for part in ("image_encoder", "prompt_encoder", "mask_decoder"):

@@ -65,6 +65,8 @@ def draw_prompts(image: Any, *, mask: Any = None, clicks: Sequence[Click] = (), 
     ``plt.close(fig)`` when drawing many.
 
     Shape: image (C, H, W), mask and target (H, W) or None -> a matplotlib Figure of H*scale x W*scale pixels.
+
+    Taught in week 8.
     """
     image = _as_image(image)
     height, width = image.shape[1:]
@@ -128,6 +130,8 @@ class ClickViewer(ipywidgets.VBox):
     takes ipyevents' event dicts (``{"type": "click", "dataX": ..., "dataY": ..., "shiftKey": ...}``).
 
     Shape: image (C, H, W), target (H, W) or None -> a widget (an ``ipywidgets.VBox``).
+
+    Taught in week 8.
     """
 
     def __init__(self, model: nn.Module, image: Any, *, target: Any = None, mode: str = "auto",
