@@ -35,6 +35,8 @@ def assign_folds(patient_ids: Sequence[Any], *, n_splits: int = 5) -> np.ndarray
     Example:
         >>> assign_folds(["a", "a", "b", "c"], n_splits=3).tolist()
         [0, 0, 2, 1]
+
+    Taught in week 7.
     """
     folds = patient_kfold(patient_ids, n_splits=n_splits)
     out = np.full(sum(len(test) for _, test in folds), -1, dtype=np.int64)
@@ -50,6 +52,8 @@ def ensemble_probabilities(probs: Sequence[Any]) -> Any:
     arrays and torch tensors alike (returns the same kind).
 
     Shape: M maps of one shape (N, K, *spatial) or (K, *spatial) -> that shape.
+
+    Used in week 7 through `predict_ensemble`.
     """
     probs = list(probs)
     if not probs:
@@ -74,6 +78,8 @@ def predict_ensemble(models: Sequence[Callable], image: Any, *, mirror_axes: Opt
     then averaged with ``ensemble_probabilities``.
 
     Shape: image (N, C, *spatial) -> probabilities (N, K, *spatial).
+
+    Taught in week 7.
     """
     from medseg_edu.uncertainty import flip_tta
 
@@ -95,6 +101,8 @@ def keep_largest_component(label: Any, classes: Sequence[int]) -> np.ndarray:
     Example:
         >>> keep_largest_component(np.array([1, 1, 0, 1, 2]), [1]).tolist()
         [1, 1, 0, 0, 2]
+
+    Taught in week 7.
     """
     label = to_numpy(label, "label")
     if not np.issubdtype(label.dtype, np.integer):
@@ -128,6 +136,8 @@ def determine_postprocessing(preds: Sequence[Any], targets: Sequence[Any], *, cl
 
     Shape: preds, targets: N label maps (*spatial) -> dict ``foreground`` (bool), ``classes`` (the
     classes to post-process one by one), ``dice_before`` and ``dice_after`` ({class: mean Dice}).
+
+    Taught in week 7.
     """
     preds = [to_numpy(p, "preds") for p in preds]
     targets = [to_numpy(t, "targets") for t in targets]
@@ -164,6 +174,8 @@ def apply_postprocessing(label: Any, decision: dict[str, Any], *, classes: Seque
     """Apply what ``determine_postprocessing`` decided to one label map (same ``classes``).
 
     Shape: label (*spatial) -> (*spatial).
+
+    Taught in week 7.
     """
     out = to_numpy(label, "label")
     if decision["foreground"]:

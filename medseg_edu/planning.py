@@ -38,6 +38,8 @@ def nonzero_mask(image: np.ndarray) -> np.ndarray:
     """The voxels where any channel is non-zero, with holes filled (the region nnU-Net crops to).
 
     Shape: image (C, *spatial) -> bool (*spatial).
+
+    Taught in week 7.
     """
     image = np.asarray(image)
     if image.ndim not in (3, 4):
@@ -69,6 +71,8 @@ def dataset_fingerprint(cases: Iterable[Mapping[str, Any]], *, channel_names: Se
     ``relative_size_after_crop`` (N,), ``median_relative_size_after_crop``, ``intensity`` (one dict per
     channel: mean, std, median, min, max, percentile_00_5, percentile_99_5), ``class_volumes_ml``
     (N, K), ``anisotropy`` (median of max/min spacing), ``channel_names``, ``num_cases``.
+
+    Taught in week 7.
     """
     samples_per_case = check_int(samples_per_case, "samples_per_case", minimum=1)
     channel_names = list(channel_names)
@@ -133,6 +137,8 @@ def target_spacing(spacings_mm: Any, shapes: Any, *, threshold: float = ANISOTRO
     Example:
         >>> target_spacing([[1, 1, 1], [1, 1, 3]], [[90, 90, 90], [90, 90, 30]]).tolist()
         [1.0, 1.0, 2.0]
+
+    Used in week 7 through `check_target_spacing`.
     """
     spacings = np.asarray(spacings_mm, dtype=float)
     sizes = np.asarray(shapes, dtype=float)
@@ -168,6 +174,8 @@ def normalisation_schemes(channel_names: Sequence[str], *,
     Example:
         >>> normalisation_schemes(["CT"], median_relative_size_after_crop=0.5)
         (['ct'], [False])
+
+    Used in week 7 through `plan_experiment`.
     """
     schemes = ["ct" if str(name).casefold() == "ct" else "zscore" for name in channel_names]
     crop_matters = median_relative_size_after_crop < 0.75
@@ -184,6 +192,8 @@ def normalise_image(image: np.ndarray, *, schemes: Sequence[str], use_mask: Sequ
     ``use_mask`` (0 outside), over the whole image otherwise.
 
     Shape: image (C, *spatial) -> (C, *spatial) float32.
+
+    Taught in week 7.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim not in (3, 4) or len(schemes) != image.shape[0] or len(use_mask) != image.shape[0]:
@@ -224,6 +234,8 @@ def plan_experiment(fingerprint: Mapping[str, Any], *, num_classes: int, memory_
     Shape: a dict with ``target_spacing_mm`` (D,), ``median_shape`` (D,), ``normalisation``,
     ``use_mask_for_norm``, ``slice_axis``, ``3d_fullres`` and ``2d`` (see ``configure_unet``; the 2D
     one gives sizes for the in-plane axes in order), ``lowres_advised``.
+
+    Taught in week 7.
     """
     num_classes = check_int(num_classes, "num_classes", minimum=2)
     spacings = np.asarray(fingerprint["spacings"], dtype=float)

@@ -56,6 +56,8 @@ def pooling_plan(spacing_mm: Sequence[float], patch_size: Sequence[float], *, mi
     Example:
         >>> pooling_plan([1.0, 1.0], [100, 50])["pools_per_axis"]     # 100 -> 7 (4 pools), 50 -> 7 (3)
         [4, 3]
+
+    Used in week 7 through `check_pools_per_axis`.
     """
     spacing = list(check_spacing(spacing_mm))
     dim = len(spacing)
@@ -105,6 +107,8 @@ def feature_map_size(patch_size: Sequence[int], pool_kernels: Sequence[Sequence[
     Example:
         >>> feature_map_size([8], [[1], [2]], num_classes=2)   # 2*32*8 + 2*64*4 + 3*32*8 + 2*8
         1808
+
+    Taught in week 7.
     """
     num_classes = check_int(num_classes, "num_classes", minimum=1)
     size = np.asarray(patch_size, dtype=np.int64)
@@ -135,6 +139,8 @@ def configure_unet(spacing_mm: Sequence[float], median_shape: Sequence[float], *
     Shape: spacing_mm (D,), median_shape (D,) -> dict with ``patch_size`` (D,), ``batch_size``,
     ``pools_per_axis`` (D,), ``n_stages``, ``pool_kernels``, ``conv_kernels``, ``features_per_stage``,
     ``feature_map_size`` and ``spacing_mm``.
+
+    Taught in week 7.
     """
     spacing = check_spacing(spacing_mm)
     dim = len(spacing)
