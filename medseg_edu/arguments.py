@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "check_choice", "check_activation", "check_int", "check_unit_interval",
+__all__ = ["ACTIVATIONS", "check_choice", "check_activation", "check_int", "check_positive", "check_unit_interval",
            "check_probabilities", "check_spacing", "check_same_shape", "to_numpy", "to_tensor", "as_binary",
            "binary_pair", "check_image_batch"]
 
@@ -92,6 +92,20 @@ def check_int(value: Any, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_positive(value: Any, name: str, *, what: str = "a positive number") -> float:
+    """Return ``value`` as a float if it is a finite number > 0; ``what`` words the message.
+
+    Example:
+        >>> check_positive(1.5, "sigma_px", what="a number of pixels > 0")
+        1.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be {what}, got {value}")
+    return float(value)
 
 
 def check_unit_interval(value: Any, name: str, *, open_low: bool, open_high: bool) -> float:

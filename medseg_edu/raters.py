@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medseg_edu.arguments import as_binary, check_int
+from medseg_edu.arguments import as_binary, check_int, check_positive
 from medseg_edu.metrics import dice_score
 from medseg_edu.surface import hd95_distance
 
@@ -35,14 +35,6 @@ RATER_STYLES = {
     "jagged": "follows noise: the boundary moved in and out by smooth random noise of `strength` voxels",
     "misses_small": "misses small parts: connected components under `strength` x 10 % of the largest dropped",
 }
-
-
-def _check_strength(strength: Any) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)):
-        raise TypeError(f"strength must be a number, got {type(strength).__name__}")
-    if not np.isfinite(strength) or strength <= 0:
-        raise ValueError(f"strength must be a positive number, got {strength}")
-    return float(strength)
 
 
 def simulate_rater(mask: Any, *, style: str, strength: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -65,7 +57,7 @@ def simulate_rater(mask: Any, *, style: str, strength: float = 1.0, seed: int = 
         raise ValueError(f"mask must be 2D or 3D, got shape {mask.shape}")
     if style not in RATER_STYLES:
         raise ValueError(f"style must be one of {sorted(RATER_STYLES)}, got {style!r}")
-    strength = _check_strength(strength)
+    strength = check_positive(strength, "strength")
     if style in ("generous", "tight"):
         steps = max(1, int(round(strength)))
         operation = ndimage.binary_dilation if style == "generous" else ndimage.binary_erosion

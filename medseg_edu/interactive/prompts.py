@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from medseg_edu.arguments import as_binary, check_int, check_same_shape, to_numpy
+from medseg_edu.arguments import as_binary, check_int, check_positive, check_same_shape, to_numpy
 
 __all__ = ["PROMPT_CHANNELS", "Click", "box_map", "click_map", "encode_prompts", "box_from_mask", "next_click"]
 
@@ -56,14 +56,6 @@ def _check_shape(shape: Any) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ValueError(f"shape must be (height, width) with positive entries, got {shape!r}")
     return height, width
-
-
-def _check_sigma(sigma_px: Any) -> float:
-    if isinstance(sigma_px, bool) or not isinstance(sigma_px, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sigma_px must be a number of pixels > 0, got {type(sigma_px).__name__}")
-    if not np.isfinite(sigma_px) or sigma_px <= 0:
-        raise ValueError(f"sigma_px must be a number of pixels > 0, got {sigma_px}")
-    return float(sigma_px)
 
 
 def _check_box(box: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -128,7 +120,7 @@ def click_map(clicks: Sequence[Click], shape: Sequence[int], *, sigma_px: float 
     Shape: clicks [Click, ...], shape (H, W) -> (H, W) float32 in [0, 1].
     """
     shape = _check_shape(shape)
-    sigma_px = _check_sigma(sigma_px)
+    sigma_px = check_positive(sigma_px, "sigma_px", what="a number of pixels > 0")
     clicks = _check_clicks(clicks, shape)
     out = np.zeros(shape, dtype=np.float32)
     rows = np.arange(shape[0], dtype=np.float64)[:, None]
