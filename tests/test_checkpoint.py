@@ -18,12 +18,7 @@ from medseg_edu.training import fit
 TINY = (4, 8, 16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: tiny tensors run fastest on one thread
 
 
 def same_weights(a: nn.Module, b: nn.Module, atol: float = 0.0) -> bool:

@@ -23,13 +23,7 @@ def numpy_dice(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
     return 2.0 * np.sum(pred_mask & true_mask) / (pred_mask.sum() + true_mask.sum())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks run fastest on one thread on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: tiny tensors run fastest on one thread
 
 
 def test_the_three_checkpoints_are_listed():

@@ -15,12 +15,7 @@ from medseg_edu.reweighting import (WeightedSamples, dice_per_image, fit_for_ste
 from medseg_edu.runtime import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: tiny tensors run fastest on one thread
 
 
 class Items(Dataset):

@@ -16,13 +16,7 @@ from medseg_edu.training import (EarlyStopping, History, fit, foreground_dice_sc
 TINY = (4, 8, 16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and repeat exactly) on one thread, even on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: tiny tensors run fastest on one thread
 
 
 def ce_loss(logits, label):
