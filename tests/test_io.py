@@ -13,25 +13,7 @@ from medseg_edu.data.io import (BRAIN_CHANNELS, BRAIN_LABELS, list_brain_cases, 
                                 load_brain_case, load_skin_case, read_dataset_json, save_skin_case,
                                 write_msd_dataset_json)
 from medseg_edu.data.nifti import load_nifti, save_nifti
-
-RAS_AFFINE = np.array([[2.0, 0, 0, -10.0],
-                       [0, 3.0, 0, -20.0],
-                       [0, 0, 4.0, 30.0],
-                       [0, 0, 0, 1.0]])
-
-
-def _raw_save(path, array, affine):
-    """Write with plain nibabel (bypassing save_nifti's checks) to create bad files."""
-    nib.save(nib.Nifti1Image(array, affine), str(path))
-
-
-def _flip_axis0(array, affine):
-    """Same world, voxel axis 0 reversed: new index i' = n - 1 - i (worked out by hand)."""
-    n = array.shape[0]
-    flip = np.eye(4)
-    flip[0, 0] = -1.0
-    flip[0, 3] = n - 1
-    return array[::-1].copy(), affine @ flip
+from test_nifti import RAS_AFFINE, _flip_axis0, _raw_save   # the NIfTI tests' hand-made geometry
 
 
 def test_constants():
