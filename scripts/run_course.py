@@ -14,7 +14,9 @@ average at the start) it was measured. Examples::
     python scripts/run_course.py week1 week4 --mode fast --seeds 0 1 --check
     pytest -m course_default              # the same for all notebooks, default mode, seeds 0-2, --check
 
-``--check`` exits with status 1 when any run of this invocation failed.
+``--check`` exits with status 1 when any run of this invocation failed. Each executed notebook, with
+its outputs and figures, is kept as ``<keep>/<notebook>_<mode>_seed<S>_threads<T>.ipynb`` (``--keep``,
+by default ``build/course_runs``, which is not committed), so every run's figures and numbers can be read.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
 DEFAULT_OUT = COURSE / "RUNTIMES.md"
+EXECUTED = ROOT / "build" / "course_runs"
 MODES = ("fast", "default", "gpu")
 COLUMNS = ("notebook", "mode", "seed", "threads", "wall s", "CPU s", "result", "first error",
            "measured (UTC)", "machine", "load at start")
@@ -97,13 +100,14 @@ def run_environment(mode: str, seed: int, threads: int) -> dict:
     return env
 
 
-def run_one(notebook: Path, *, mode: str, seed: int, threads: int, cell_timeout: int) -> dict:
+def run_one(notebook: Path, *, mode: str, seed: int, threads: int, cell_timeout: int,
+            keep: Path = EXECUTED) -> dict:
     """Execute one notebook in a worker process; return its row (wall, CPU, result, first error)."""
     load = load_average()
     with tempfile.TemporaryDirectory(prefix="run_course_") as tmp:
         result_file = Path(tmp) / "result.json"
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(notebook),
-                   "--result-file", str(result_file), "--cell-timeout", str(cell_timeout)]
+                   "--result-file", str(result_file), "--cell-timeout", str(cell_timeout), "--keep", str(keep)]
         start = time.perf_counter()
         process = subprocess.Popen(command, env=run_environment(mode, seed, threads), cwd=str(notebook.parent),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,7 +132,7 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def worker(notebook: Path, result_file: Path, cell_timeout: int) -> None:
+def worker(notebook: Path, result_file: Path, cell_timeout: int, keep: Path = EXECUTED) -> None:
     """Run in the worker process: execute the notebook in a kernel of this interpreter."""
     import nbformat
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -161,6 +165,12 @@ def worker(notebook: Path, result_file: Path, cell_timeout: int) -> None:
     except Exception as error:  # kernel died, could not start, ...: still a row in the table
         outcome = {"ok": False, "error": f"{type(error).__name__}: {error}"[:200]}
     outcome["kernel_cpu_s"] = cpu["s"]
+    env = os.environ
+    name = (f"{notebook.stem}_{env.get('MEDSEG_MODE', 'default')}_seed{env.get('MEDSEG_SEED', '0')}"
+            f"_threads{env.get('OMP_NUM_THREADS', '?')}.ipynb")
+    with contextlib.suppress(OSError):          # keeping the outputs is a convenience, never a failure
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep / name)
     result_file.write_text(json.dumps(outcome))
 
 
@@ -237,11 +247,13 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown table to merge into")
     parser.add_argument("--cell-timeout", type=int, default=1200, help="seconds per cell")
     parser.add_argument("--check", action="store_true", help="exit 1 when any run failed")
+    parser.add_argument("--keep", type=Path, default=EXECUTED,
+                        help="folder for the executed notebooks (default: build/course_runs)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.result_file, args.cell_timeout)
+        worker(args.worker, args.result_file, args.cell_timeout, args.keep)
         return 0
     if args.jobs < 1 or min(args.threads) < 1 or min(args.seeds) < 0:
         parser.error(f"--jobs and --threads must be >= 1 and --seeds >= 0, got jobs={args.jobs}, "
@@ -251,7 +263,8 @@ def main(argv: "list[str] | None" = None) -> int:
     failed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, nb, mode=args.mode, seed=seed, threads=threads,
-                               cell_timeout=args.cell_timeout) for nb, seed, threads in runs]
+                               cell_timeout=args.cell_timeout, keep=args.keep.resolve())
+                   for nb, seed, threads in runs]
         for future in concurrent.futures.as_completed(futures):
             row = future.result()
             failed += row["result"] != "pass"

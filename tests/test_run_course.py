@@ -45,15 +45,20 @@ def test_environment_reaches_the_kernel_and_check_fails_on_an_error(tmp_path):
     ])
     out = tmp_path / "RUNTIMES.md"
     done = run(notebook, "--mode", "fast", "--seeds", "0", "1", "--threads", "1", "--jobs", "2",
-               "--out", out, "--check")
+               "--out", out, "--check", "--keep", tmp_path / "runs")
     assert done.returncode == 1, done.stdout + done.stderr          # seed 1 fails the planted assert
     rows = load_script().read_table(out)
     assert sorted((r["seed"], r["result"]) for r in rows.values()) == [("0", "pass"), ("1", "FAIL")]
     failed = next(r for r in rows.values() if r["seed"] == "1")
     assert failed["first error"].startswith("cell 1: AssertionError")
     assert failed["mode"] == "fast" and failed["threads"] == "1" and failed["machine"]
+    # both executed notebooks are kept, the failed one with its error output
+    kept = nbformat.read(tmp_path / "runs" / "planted_fast_seed1_threads1.ipynb", as_version=4)
+    assert kept.cells[1].outputs[0]["ename"] == "AssertionError"
+    assert (tmp_path / "runs" / "planted_fast_seed0_threads1.ipynb").exists()
     # without --check the same failure is recorded but the exit status is 0
-    assert run(notebook, "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out).returncode == 0
+    assert run(notebook, "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out,
+               "--keep", tmp_path / "runs").returncode == 0
 
 
 def test_rows_merge_by_key(tmp_path):
@@ -84,7 +89,8 @@ def test_bad_arguments_are_refused(tmp_path):
 @pytest.mark.slow
 def test_week1_passes_in_fast_mode(tmp_path):
     out = tmp_path / "RUNTIMES.md"
-    done = run("week1", "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out, "--check")
+    done = run("week1", "--mode", "fast", "--seeds", "1", "--threads", "1", "--out", out, "--check",
+               "--keep", tmp_path / "runs")
     assert done.returncode == 0, done.stdout + done.stderr
     (row,) = load_script().read_table(out).values()
     assert (row["notebook"], row["mode"], row["seed"], row["result"]) == ("week1_registration", "fast", "1", "pass")
