@@ -14,6 +14,9 @@ average at the start) it was measured. Examples::
     python scripts/run_course.py week1 week4 --mode fast --seeds 0 1 --check
     pytest -m course_default              # the same for all notebooks, default mode, seeds 0-2, --check
 
+``--headers`` runs nothing: it rewrites each notebook's cell tagged ``run-time`` (the measured times
+in its header) from the table; a test checks that the committed notebooks match the committed table.
+
 ``--check`` exits with status 1 when any run of this invocation failed. Each executed notebook, with
 its outputs and figures, is kept as ``<keep>/<notebook>_<mode>_seed<S>_threads<T>.ipynb`` (``--keep``,
 by default ``build/course_runs``, which is not committed), so every run's figures and numbers can be read.
@@ -236,6 +239,64 @@ def write_table(path: Path, rows: dict) -> None:
     os.replace(tmp, path)
 
 
+RUNTIME_TAG = "run-time"          # the notebook cell that states the measured times (see write_headers)
+MODE_NAMES = {"fast": "fast mode (`MEDSEG_FAST=1`, what the automatic tests run)",
+              "default": "default mode (what you get when you run it yourself without a GPU)",
+              "gpu": "GPU mode (chosen automatically when a CUDA GPU is visible)"}
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def spoken_list(values) -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def runtime_paragraph(rows: dict, notebook: str) -> str:
+    """The Markdown that a notebook's header shows: its measured wall times per mode, from the table rows."""
+    lines = ["**Measured run time** of the whole notebook (wall clock; each run is a row of "
+             "[`course/RUNTIMES.md`](RUNTIMES.md), written by `scripts/run_course.py`):", ""]
+    for mode in MODES:
+        runs = [r for r in rows.values() if r["notebook"] == notebook and r["mode"] == mode]
+        if not runs:
+            lines.append(f"- {MODE_NAMES[mode]}: not measured yet"
+                         + ("; on a GPU the notebook runs the default mode's sizes, only faster." if mode == "gpu"
+                            else "."))
+            continue
+        walls = [float(r["wall s"]) for r in runs]
+        span = duration(min(walls)) if len(walls) == 1 else f"{duration(min(walls))} to {duration(max(walls))}"
+        seeds = sorted({int(r["seed"]) for r in runs})
+        threads = sorted({int(r["threads"]) for r in runs})
+        machines = sorted({r["machine"] for r in runs})
+        passed = sum(r["result"] == "pass" for r in runs)
+        lines.append(f"- {MODE_NAMES[mode]}: {span} on {spoken_list(machines)}, seed{'s' * (len(seeds) > 1)} "
+                     f"{spoken_list(seeds)}, {spoken_list(threads)} CPU thread{'s' * (threads != [1])}; "
+                     f"{passed} of {len(runs)} runs passed.")
+    return "\n".join(lines)
+
+
+def write_headers(table: Path, notebooks: "list[Path]") -> "list[Path]":
+    """Rewrite the cell tagged ``run-time`` in each notebook from the table; return the notebooks changed."""
+    import nbformat
+
+    rows, changed = read_table(table), []
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if RUNTIME_TAG in c.get("metadata", {}).get("tags", [])]
+        if len(cells) != 1:
+            raise SystemExit(f"{path.name}: expected one cell tagged {RUNTIME_TAG!r}, found {len(cells)}")
+        text = runtime_paragraph(rows, path.stem)
+        if cells[0].source != text:
+            cells[0].source = text
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            nbformat.write(nb, tmp)
+            os.replace(tmp, path)
+            changed.append(path)
+    return changed
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="week1, week1_registration or a path; all weeks if none")
@@ -247,6 +308,8 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown table to merge into")
     parser.add_argument("--cell-timeout", type=int, default=1200, help="seconds per cell")
     parser.add_argument("--check", action="store_true", help="exit 1 when any run failed")
+    parser.add_argument("--headers", action="store_true",
+                        help="run nothing: rewrite each notebook's run-time cell from the table")
     parser.add_argument("--keep", type=Path, default=EXECUTED,
                         help="folder for the executed notebooks (default: build/course_runs)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -258,6 +321,10 @@ def main(argv: "list[str] | None" = None) -> int:
     if args.jobs < 1 or min(args.threads) < 1 or min(args.seeds) < 0:
         parser.error(f"--jobs and --threads must be >= 1 and --seeds >= 0, got jobs={args.jobs}, "
                      f"threads={args.threads}, seeds={args.seeds}")
+    if args.headers:
+        for path in write_headers(args.out, find_notebooks(args.notebooks)):
+            print(f"updated the run-time cell of {path}")
+        return 0
     runs = [(nb, seed, threads) for nb in find_notebooks(args.notebooks)
             for seed in args.seeds for threads in args.threads]
     failed = 0

@@ -6,7 +6,9 @@ every percentage (``95 %``) in a Markdown cell of weeks 4, 5 and 6 must be on th
 below: a constant the text legitimately states (a parameter the code also uses, a threshold the lesson
 chooses, a hand-worked example, a published figure), each with its reason. Web addresses, DOIs and
 arXiv numbers are not numbers of the lesson and are skipped. Integers are not checked (counts of
-images, epochs and weeks are parameters of the notebook).
+images, epochs and weeks are parameters of the notebook). The header cell tagged ``run-time`` is skipped:
+it is written from course/RUNTIMES.md by ``scripts/run_course.py --headers`` and checked against that
+table by tests/test_run_course.py.
 """
 import re
 from pathlib import Path
@@ -72,6 +74,7 @@ def numbers_in(text: str) -> list[str]:
 def unexplained_numbers(nb, allowed: dict) -> list[tuple[str, str]]:
     """(cell id, number) for every number of a Markdown cell that is not on the allow-list."""
     return [(cell.get("id", "?"), number) for cell in nb.cells if cell.cell_type == "markdown"
+            and "run-time" not in cell.metadata.get("tags", [])
             for number in numbers_in(cell.source) if number not in allowed]
 
 

@@ -107,3 +107,35 @@ def test_course_default(request):
     done = subprocess.run([sys.executable, str(SCRIPT), "--mode", "default", "--seeds", "0", "1", "2",
                            "--threads", "2", "--jobs", str(jobs), "--check"], timeout=6 * 3600)
     assert done.returncode == 0, "a notebook failed in default mode: see course/RUNTIMES.md"
+
+
+def test_runtime_paragraph_states_the_measured_range():
+    script = load_script()
+    row = {"notebook": "week4_losses_metrics", "mode": "default", "seed": "0", "threads": "2", "wall s": "150",
+           "CPU s": "160", "result": "pass", "first error": "", "measured (UTC)": "2026-01-01 00:00",
+           "machine": "laptop (2 cores)", "load at start": "0.10"}
+    rows = [row, dict(row, seed="1", threads="1", **{"wall s": "402"}),
+            dict(row, seed="2", **{"wall s": "200", "result": "FAIL"}),
+            dict(row, mode="fast", **{"wall s": "31"})]
+    text = script.runtime_paragraph({script.key(r): r for r in rows}, "week4_losses_metrics")
+    lines = text.splitlines()
+    assert lines[2].startswith("- fast mode") and lines[2].endswith(
+        ": 31 s on laptop (2 cores), seed 0, 2 CPU threads; 1 of 1 runs passed.")
+    assert lines[3].endswith(": 2.5 min to 6.7 min on laptop (2 cores), seeds 0, 1 and 2, 1 and 2 CPU threads; "
+                             "2 of 3 runs passed.")
+    assert lines[4].startswith("- GPU mode") and "not measured yet" in lines[4]
+    assert "not measured yet" in script.runtime_paragraph({}, "week4_losses_metrics").splitlines()[3]
+
+
+def test_every_notebook_header_states_the_committed_runtimes():
+    """The cell tagged run-time is what `run_course.py --headers` writes from course/RUNTIMES.md."""
+    script = load_script()
+    rows = script.read_table(script.DEFAULT_OUT)
+    stale = []
+    for path in script.find_notebooks([]):
+        nb = nbformat.read(path, as_version=4)
+        cells = [i for i, c in enumerate(nb.cells) if "run-time" in c.metadata.get("tags", [])]
+        assert len(cells) == 1 and cells[0] <= 4, f"{path.name}: one run-time cell near the top, got {cells}"
+        if nb.cells[cells[0]].source != script.runtime_paragraph(rows, path.stem):
+            stale.append(path.name)
+    assert not stale, f"run `python scripts/run_course.py --headers` after a measurement: {stale}"
