@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
 DEFAULT_OUT = COURSE / "RUNTIMES.md"
 EXECUTED = ROOT / "build" / "course_runs"
+GPU_ESTIMATE = COURSE / "GPU_ESTIMATE.md"          # written by scripts/estimate_gpu.py
 MODES = ("fast", "default", "gpu")
 COLUMNS = ("notebook", "mode", "seed", "threads", "wall s", "CPU s", "result", "first error",
            "measured (UTC)", "machine", "load at start")
@@ -242,7 +243,8 @@ def write_table(path: Path, rows: dict) -> None:
 RUNTIME_TAG = "run-time"          # the notebook cell that states the measured times (see write_headers)
 MODE_NAMES = {"fast": "fast mode (`MEDSEG_FAST=1`, what the automatic tests run)",
               "default": "default mode (what you get when you run it yourself without a GPU)",
-              "gpu": "GPU mode (chosen automatically when a CUDA GPU is visible)"}
+              "gpu": "GPU mode (chosen automatically when a CUDA GPU is visible; where the notebook trains, "
+                     "it trains on more data or for longer)"}
 
 
 def duration(seconds: float) -> str:
@@ -254,16 +256,51 @@ def spoken_list(values) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
-def runtime_paragraph(rows: dict, notebook: str) -> str:
-    """The Markdown that a notebook's header shows: its measured wall times per mode, from the table rows."""
+def markdown_rows(path: Path) -> "list[dict]":
+    """The rows of the first Markdown table in a file, as dicts keyed by its header row."""
+    rows, header = [], None
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif len(cells) == len(header):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def gpu_estimate_line(estimates: "list[dict]", notebook: str) -> str:
+    """The GPU line of a header while the GPU mode has no measured row: the estimate of estimate_gpu.py."""
+    runs = [r for r in estimates if r["notebook"] == notebook]
+    if not runs:
+        return f"- {MODE_NAMES['gpu']}: not measured yet."
+    minutes = [float(r["T4 estimate min"]) for r in runs if r["T4 estimate min"]]
+    tflop = [float(r["TFLOP"]) for r in runs if r["TFLOP"]]
+    seeds = spoken_list(sorted({int(r["seed"]) for r in runs}))
+    passed = sum(r["result"] == "pass" for r in runs)
+    span = (f"{min(minutes):.1f} min" if max(minutes) - min(minutes) < 0.05
+            else f"{min(minutes):.1f} to {max(minutes):.1f} min") if minutes else "no estimate (the run failed)"
+    arithmetic = f", from {max(tflop):.3g} TFLOP of tensor arithmetic" if tflop else ""
+    return (f"- {MODE_NAMES['gpu']}: not measured on a GPU yet; estimated {span} on a T4-class GPU{arithmetic} "
+            f"and the CPU-side work of a run of the gpu mode on a CPU ([`course/GPU_ESTIMATE.md`](GPU_ESTIMATE.md), "
+            f"`scripts/estimate_gpu.py`); the notebook's asserts held in {passed} of {len(runs)} such "
+            f"run{'s' * (len(runs) > 1)} (seed{'s' * (len(runs) > 1)} {seeds}).")
+
+
+def runtime_paragraph(rows: dict, notebook: str, estimates: "list[dict] | None" = None) -> str:
+    """The Markdown that a notebook's header shows: its measured wall times per mode, from the table rows.
+
+    While the GPU mode has no measured row, its line gives the estimate of ``scripts/estimate_gpu.py``
+    (``estimates``: the rows of course/GPU_ESTIMATE.md).
+    """
     lines = ["**Measured run time** of the whole notebook (wall clock; each run is a row of "
              "[`course/RUNTIMES.md`](RUNTIMES.md), written by `scripts/run_course.py`):", ""]
     for mode in MODES:
         runs = [r for r in rows.values() if r["notebook"] == notebook and r["mode"] == mode]
         if not runs:
-            lines.append(f"- {MODE_NAMES[mode]}: not measured yet"
-                         + ("; on a GPU the notebook runs the default mode's sizes, only faster." if mode == "gpu"
-                            else "."))
+            lines.append(gpu_estimate_line(estimates or [], notebook) if mode == "gpu"
+                         else f"- {MODE_NAMES[mode]}: not measured yet.")
             continue
         walls = [float(r["wall s"]) for r in runs]
         span = duration(min(walls)) if len(walls) == 1 else f"{duration(min(walls))} to {duration(max(walls))}"
@@ -282,12 +319,13 @@ def write_headers(table: Path, notebooks: "list[Path]") -> "list[Path]":
     import nbformat
 
     rows, changed = read_table(table), []
+    estimates = markdown_rows(GPU_ESTIMATE)
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         cells = [c for c in nb.cells if RUNTIME_TAG in c.get("metadata", {}).get("tags", [])]
         if len(cells) != 1:
             raise SystemExit(f"{path.name}: expected one cell tagged {RUNTIME_TAG!r}, found {len(cells)}")
-        text = runtime_paragraph(rows, path.stem)
+        text = runtime_paragraph(rows, path.stem, estimates)
         if cells[0].source != text:
             cells[0].source = text
             tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
