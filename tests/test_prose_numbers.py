@@ -1,14 +1,17 @@
-"""No number in the prose of weeks 4-6 that a run produces: such numbers are printed by code cells.
+"""No number in the prose of any week that a run produces: such numbers are printed by code cells.
 
 A Dice, a threshold or a gap copied from one run into a Markdown cell is wrong on the next run (another
 seed, another thread count, another machine). So every decimal number (``0.93``, ``.5``, ``2.47``) and
-every percentage (``95 %``) in a Markdown cell of weeks 4, 5 and 6 must be on that notebook's allow-list
-below: a constant the text legitimately states (a parameter the code also uses, a threshold the lesson
-chooses, a hand-worked example, a published figure), each with its reason. Web addresses, DOIs and
-arXiv numbers are not numbers of the lesson and are skipped. Integers are not checked (counts of
-images, epochs and weeks are parameters of the notebook). The header cell tagged ``run-time`` is skipped:
-it is written from course/RUNTIMES.md by ``scripts/run_course.py --headers`` and checked against that
-table by tests/test_run_course.py.
+every percentage (``95 %``) in a Markdown cell of every course notebook (weeks 1 to 9) must be on that
+notebook's allow-list below: a constant the text legitimately states (a parameter the code also uses, a
+threshold the lesson chooses, a hand-worked example, a published figure, a software version, a unit of the
+data), each with its reason. The one exception is a range seen over seeds 0-2 in default mode (weeks 7
+and 8 state a few): it may stand in the prose when it is named as such, so its reason starts with
+``SEED_RANGE`` and test_seed_ranges_are_named checks that every sentence stating it mentions the seeds.
+Web addresses, DOIs and arXiv numbers are not numbers of the lesson and are skipped. Integers are not
+checked (counts of images, epochs and weeks are parameters of the notebook). The header cell tagged
+``run-time`` is skipped: it is written from course/RUNTIMES.md by ``scripts/run_course.py --headers`` and
+checked against that table by tests/test_run_course.py.
 """
 import re
 from pathlib import Path
@@ -20,8 +23,24 @@ COURSE = Path(__file__).resolve().parents[1] / "course"
 
 NOT_NUMBERS = re.compile(r"https?://\S+|doi:\S+|\b10\.\d{4,}/\S+|arXiv:\S+|\b\d{4}\.\d{4,5}\b")
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d*\.\d+)(?![\w.]*\d)")
+# the start of the reason of a range seen over seeds in prose (not a constant: test_seed_ranges_are_named)
+SEED_RANGE = "range over seeds 0-2 (default mode): "
+# a sentence ends at . ! ? before a capital letter or markup, at a blank line, and before a list item
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*(`\"-])|\n\s*\n|\n\s*[-*]\s")
+SEED = re.compile(r"\bseeds?\b", re.IGNORECASE)
 
 ALLOWED = {
+    "week1_registration": {
+        "1.75": "voxel spacing in mm of the default mode's 128^3 volumes (SPACING; the built-in data's spacing)",
+        "0.05": "stopping step of the pattern search the lesson chooses (register_2d stops when step.max() < 0.05)",
+    },
+    "week2_slices_vs_patches": {
+        "5%": "the minimum tumour fraction of the demo's patches (min_tumour_fraction=0.05)",
+        "2.5": "the name of the '2.5D' model family (a few adjacent slices as channels), not a measurement",
+    },
+    "week3_unet": {
+        "0.01": "negative slope of nn.LeakyReLU(0.01) in the conv block, the code's argument (PyTorch's default)",
+    },
     "week4_losses_metrics": {
         # the 3 x 3 worked example of the soft Dice loss (probabilities chosen by the text, arithmetic by hand)
         "0.09": "worked example: 0.3^2", "0.16": "worked example: 0.4^2", "0.25": "worked example: 0.5^2",
@@ -63,6 +82,48 @@ ALLOWED = {
         "1.4": "the FLAIR threshold factor of the crude brain 'model', a parameter (flair_threshold)",
         "0.05": "tolerance of the default-mode inter-rater assert",
     },
+    "week7_self_configuring": {
+        "5%": "nnU-Net's batch-size cap: one batch covers at most 5 % of the training set's voxels (batch_size)",
+        "0.05": "the same cap as a fraction, round(0.05 * dataset_voxels / prod(patch_size)) in batch_size",
+        "0.6": "typical prostate MRI in-plane spacing in mm, the textbook example of the anisotropic-axis rule",
+        "3.6": "typical prostate MRI slice thickness in mm, the same example",
+        "0.5": "nnU-Net's lower CT clipping percentile (ct_stats['percentile_00_5'])",
+        "99.5": "nnU-Net's upper CT clipping percentile (ct_stats['percentile_99_5'])",
+        "1.75": "voxel spacing in mm of the built-in data set (builtin_brain) and of nnunetv2's 3d_fullres plan for it",
+        "0.24": SEED_RANGE + "mean held-out Dice of the hand-chosen (week-3) U-Net, lower end",
+        "0.37": SEED_RANGE + "mean held-out Dice of the hand-chosen (week-3) U-Net, upper end",
+        "0.73": SEED_RANGE + "mean held-out Dice of the configured U-Net, lower end",
+        "0.78": SEED_RANGE + "mean held-out Dice of the configured U-Net, upper end",
+    },
+    "week8_promptable": {
+        "0.85": "the Dice target of NoC@85 (target_dice=0.85), a definition of the literature",
+        "0.90": "the Dice target of NoC@90 (the levels 0.85, 0.90 of the NoC cell), a definition of the literature",
+        "0.61": "value of a click's Gaussian disk at one sigma_px, exp(-1/2), by construction (click_map)",
+        "0.12": SEED_RANGE + "gain in mean Dice the box gives the brain-trained models on skin photographs, "
+        "lower end",
+        "0.45": SEED_RANGE + "gain in mean Dice the box gives the brain-trained models on skin photographs, "
+        "upper end",
+        "0.006": SEED_RANGE + "gain in mean Dice the box gives the skin-trained models on brain slices, lower end",
+        "0.034": SEED_RANGE + "gain in mean Dice the box gives the skin-trained models on brain slices, upper end",
+        "0.000": SEED_RANGE + "rise of the mean zero-shot Dice over 20 clicks (click_gain), lower end",
+        "0.015": SEED_RANGE + "rise of the mean zero-shot Dice over 20 clicks (click_gain), upper end",
+        "9.7": SEED_RANGE + "mean NoC@85 of the zero-shot sessions minus that of the in-domain ones "
+        "(seen with 1 and 2 threads), lower end",
+        "16.7": SEED_RANGE + "mean NoC@85 of the zero-shot sessions minus that of the in-domain ones "
+        "(seen with 1 and 2 threads), upper end",
+        "7.7": "software version: the ipywidgets version Colab ships",
+        "1.5": "published figure: MedSAM was fine-tuned on 1.5 million medical image-mask pairs (Ma et al. 2024)",
+    },
+    "week9_clinic": {
+        "0.95": "the Dice tolerance of the RT-STRUCT round trip (assert rt_dice >= 0.95) and performance_rows' "
+        "default confidence argument (confidence=0.95)",
+        "1.5": "field strength of site B's scanner (1.5 T), a property of the phantom site",
+        "0.1": "dropout probability of the Monte-Carlo dropout model (UNet(..., dropout=0.1)), a parameter",
+        "2.5": "lower percentile of the QC reference ranges (fit_qc_reference's low_percentile; np.percentile in "
+        "exercise 2)",
+        "97.5": "upper percentile of the QC reference ranges (fit_qc_reference's high_percentile; np.percentile in "
+        "exercise 2)",
+    },
 }
 
 
@@ -76,6 +137,17 @@ def unexplained_numbers(nb, allowed: dict) -> list[tuple[str, str]]:
     return [(cell.get("id", "?"), number) for cell in nb.cells if cell.cell_type == "markdown"
             and "run-time" not in cell.metadata.get("tags", [])
             for number in numbers_in(cell.source) if number not in allowed]
+
+
+def prose_sentences(nb) -> list[str]:
+    """The sentences of a notebook's Markdown cells (the run-time header skipped), web addresses blanked."""
+    return [sentence for cell in nb.cells if cell.cell_type == "markdown"
+            and "run-time" not in cell.metadata.get("tags", [])
+            for sentence in SENTENCE_END.split(NOT_NUMBERS.sub(" ", cell.source))]
+
+
+def test_every_week_is_checked():
+    assert sorted(ALLOWED) == sorted(path.stem for path in COURSE.glob("week*.ipynb"))
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))
@@ -106,3 +178,20 @@ def test_checker_finds_a_planted_run_number():
     allowed = {"95%": "confidence level", "2.5": "percentile", "97.5": "percentile"}
     assert unexplained_numbers(nb, allowed) == [("c0", "0.964"), ("c0", ".056"), ("c0", "0.0005"), ("c0", "12%")]
     assert numbers_in("version 1.2.3, week 4, (0.5, 0.8)") == ["0.5", "0.8"]
+
+
+def test_seed_ranges_are_named():
+    """A range seen over seeds stands only in sentences that say so: never as one run's number."""
+    checked = 0
+    for name, allowed in ALLOWED.items():
+        ranges = {number for number, reason in allowed.items() if reason.startswith(SEED_RANGE)}
+        if not ranges:
+            continue
+        sentences = prose_sentences(nbformat.read(COURSE / f"{name}.ipynb", as_version=4))
+        for number in sorted(ranges):
+            stating = [sentence for sentence in sentences if number in numbers_in(sentence)]
+            assert stating, f"{name}: {number} is allow-listed as a range over seeds but no sentence states it"
+            unnamed = [" ".join(sentence.split()) for sentence in stating if not SEED.search(sentence)]
+            assert not unnamed, f"{name}: {number} is a range over seeds 0-2; these sentences do not say so: {unnamed}"
+            checked += 1
+    assert checked, f"no reason starts with {SEED_RANGE!r}"
