@@ -302,14 +302,16 @@ def runtime_paragraph(rows: dict, notebook: str, estimates: "list[dict] | None" 
             lines.append(gpu_estimate_line(estimates or [], notebook) if mode == "gpu"
                          else f"- {MODE_NAMES[mode]}: not measured yet.")
             continue
-        walls = [float(r["wall s"]) for r in runs]
-        span = duration(min(walls)) if len(walls) == 1 else f"{duration(min(walls))} to {duration(max(walls))}"
-        seeds = sorted({int(r["seed"]) for r in runs})
-        threads = sorted({int(r["threads"]) for r in runs})
+        parts = []
+        for threads in sorted({int(r["threads"]) for r in runs}, reverse=True):   # the most threads first
+            walls = [float(r["wall s"]) for r in runs if int(r["threads"]) == threads]
+            seeds = sorted({int(r["seed"]) for r in runs if int(r["threads"]) == threads})
+            span = duration(min(walls)) if len(walls) == 1 else f"{duration(min(walls))} to {duration(max(walls))}"
+            parts.append(f"{threads} CPU thread{'s' * (threads > 1)} {span} "
+                         f"(seed{'s' * (len(seeds) > 1)} {spoken_list(seeds)})")
         machines = sorted({r["machine"] for r in runs})
         passed = sum(r["result"] == "pass" for r in runs)
-        lines.append(f"- {MODE_NAMES[mode]}: {span} on {spoken_list(machines)}, seed{'s' * (len(seeds) > 1)} "
-                     f"{spoken_list(seeds)}, {spoken_list(threads)} CPU thread{'s' * (threads != [1])}; "
+        lines.append(f"- {MODE_NAMES[mode]}, on {spoken_list(machines)}: {', '.join(parts)}; "
                      f"{passed} of {len(runs)} runs passed.")
     return "\n".join(lines)
 

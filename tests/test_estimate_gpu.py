@@ -65,4 +65,4 @@ def test_header_line_gives_the_estimate_until_a_gpu_row_is_measured():
                 "CPU s": "60", "result": "pass", "first error": "", "measured (UTC)": "2026-01-01 00:00",
                 "machine": "colab (2 cores)", "load at start": "0.5"}
     line = rc.runtime_paragraph({rc.key(measured): measured}, "week3_unet", [estimate]).splitlines()[-1]
-    assert "estimated" not in line and ": 75 s on colab (2 cores)" in line
+    assert "estimated" not in line and ", on colab (2 cores): 2 CPU threads 75 s (seed 0)" in line

@@ -120,9 +120,9 @@ def test_runtime_paragraph_states_the_measured_range():
     text = script.runtime_paragraph({script.key(r): r for r in rows}, "week4_losses_metrics")
     lines = text.splitlines()
     assert lines[2].startswith("- fast mode") and lines[2].endswith(
-        ": 31 s on laptop (2 cores), seed 0, 2 CPU threads; 1 of 1 runs passed.")
-    assert lines[3].endswith(": 2.5 min to 6.7 min on laptop (2 cores), seeds 0, 1 and 2, 1 and 2 CPU threads; "
-                             "2 of 3 runs passed.")
+        ", on laptop (2 cores): 2 CPU threads 31 s (seed 0); 1 of 1 runs passed.")
+    assert lines[3].endswith(", on laptop (2 cores): 2 CPU threads 2.5 min to 3.3 min (seeds 0 and 2), "
+                             "1 CPU thread 6.7 min (seed 1); 2 of 3 runs passed.")
     assert lines[4].startswith("- GPU mode") and "not measured yet" in lines[4]
     assert "not measured yet" in script.runtime_paragraph({}, "week4_losses_metrics").splitlines()[3]
 
