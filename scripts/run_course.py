@@ -51,8 +51,10 @@ Written by `scripts/run_course.py` (rows merged by notebook, mode, seed and thre
 replaces its row). Wall and CPU seconds are for one notebook executed in its own kernel; CPU is the
 kernel's whole process tree. "load at start" is the machine's 1-minute load average when the run began:
 on a loaded machine the wall time is longer than a student on an idle laptop would see (a load above the
-machine's core count means the notebook shared the cores with other work). The working tree measured is
-the one checked out when the row was written. Only measured rows belong here.
+machine's core count means the notebook shared the cores with other work). A 2-core laptop runs a notebook
+with 2 threads: those rows are what a student waits. The 1-thread rows were run two at a time, one core each,
+to check that every assert also holds with another thread count; their wall time is an upper bound. The
+working tree measured is the one checked out when the row was written. Only measured rows belong here.
 
 """
 
