@@ -233,10 +233,26 @@ def key(row: dict) -> tuple:
             int(row["seed"]), int(row["threads"]))
 
 
+def course_total(rows: dict, mode: str = "default", threads: int = 2) -> str:
+    """A sentence under the table: the slowest measured run of every notebook, added up for the course."""
+    slowest = {}
+    for row in rows.values():
+        if row["mode"] == mode and int(row["threads"]) == threads:
+            slowest[row["notebook"]] = max(slowest.get(row["notebook"], 0.0), float(row["wall s"]))
+    if not slowest:
+        return ""
+    worst = max(slowest, key=slowest.get)
+    return (f"{mode.capitalize()} mode with {threads} threads: the slowest run of each of {len(slowest)} notebooks adds "
+            f"up to {sum(slowest.values()) / 60:.1f} min for the course; the slowest notebook is {worst} at "
+            f"{slowest[worst] / 60:.1f} min (the goal: at most 10 min a notebook and 40 min for the course on 2 cores).")
+
+
 def write_table(path: Path, rows: dict) -> None:
     lines = [HEADER, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for k in sorted(rows):
         lines.append("| " + " | ".join(clean(rows[k][c]) for c in COLUMNS) + " |")
+    if course_total(rows):
+        lines += ["", course_total(rows)]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)

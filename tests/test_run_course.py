@@ -77,6 +77,9 @@ def test_rows_merge_by_key(tmp_path):
     assert [r["notebook"] for r in final.values()] == ["week1_registration", "week4_losses_metrics"]
     assert final[script.key(base)]["wall s"] == "170"
     assert final[script.key(base)]["first error"] == "cell 3: a / b"  # a '|' would break the table
+    # under the table: 84 s + 170 s = 4.2 min for the course, week 4 the slowest at 170 s = 2.8 min
+    assert ("the slowest run of each of 2 notebooks adds up to 4.2 min for the course; the slowest notebook is "
+            "week4_losses_metrics at 2.8 min") in out.read_text()
 
 
 def test_bad_arguments_are_refused(tmp_path):
