@@ -99,18 +99,6 @@ ALLOWED = {
         "0.85": "the Dice target of NoC@85 (target_dice=0.85), a definition of the literature",
         "0.90": "the Dice target of NoC@90 (the levels 0.85, 0.90 of the NoC cell), a definition of the literature",
         "0.61": "value of a click's Gaussian disk at one sigma_px, exp(-1/2), by construction (click_map)",
-        "0.12": SEED_RANGE + "gain in mean Dice the box gives the brain-trained models on skin photographs, "
-        "lower end",
-        "0.45": SEED_RANGE + "gain in mean Dice the box gives the brain-trained models on skin photographs, "
-        "upper end",
-        "0.006": SEED_RANGE + "gain in mean Dice the box gives the skin-trained models on brain slices, lower end",
-        "0.034": SEED_RANGE + "gain in mean Dice the box gives the skin-trained models on brain slices, upper end",
-        "0.000": SEED_RANGE + "rise of the mean zero-shot Dice over 20 clicks (click_gain), lower end",
-        "0.015": SEED_RANGE + "rise of the mean zero-shot Dice over 20 clicks (click_gain), upper end",
-        "9.7": SEED_RANGE + "mean NoC@85 of the zero-shot sessions minus that of the in-domain ones "
-        "(seen with 1 and 2 threads), lower end",
-        "16.7": SEED_RANGE + "mean NoC@85 of the zero-shot sessions minus that of the in-domain ones "
-        "(seen with 1 and 2 threads), upper end",
         "7.7": "software version: the ipywidgets version Colab ships",
         "1.5": "published figure: MedSAM was fine-tuned on 1.5 million medical image-mask pairs (Ma et al. 2024)",
     },
