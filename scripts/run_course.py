@@ -42,6 +42,8 @@ COURSE = ROOT / "course"
 DEFAULT_OUT = COURSE / "RUNTIMES.md"
 EXECUTED = ROOT / "build" / "course_runs"
 GPU_ESTIMATE = COURSE / "GPU_ESTIMATE.md"          # written by scripts/estimate_gpu.py
+# links in the notebooks point at the repository: they work on Colab, on the course website and on GitHub
+REPOSITORY = "https://github.com/medseg-edu/medseg-edu/blob/main/course"
 MODES = ("fast", "default", "gpu")
 COLUMNS = ("notebook", "mode", "seed", "threads", "wall s", "CPU s", "result", "first error",
            "measured (UTC)", "machine", "load at start")
@@ -301,8 +303,8 @@ def gpu_estimate_line(estimates: "list[dict]", notebook: str) -> str:
             else f"{min(minutes):.1f} to {max(minutes):.1f} min") if minutes else "no estimate (the run failed)"
     arithmetic = f", from {max(tflop):.3g} TFLOP of tensor arithmetic" if tflop else ""
     return (f"- {MODE_NAMES['gpu']}: not measured on a GPU yet; estimated {span} on a T4-class GPU{arithmetic} "
-            f"and the CPU-side work of a run of the gpu mode on a CPU ([`course/GPU_ESTIMATE.md`](GPU_ESTIMATE.md), "
-            f"`scripts/estimate_gpu.py`); the notebook's asserts held in {passed} of {len(runs)} such "
+            f"and the CPU-side work of a run of the gpu mode on a CPU "
+            f"([`course/GPU_ESTIMATE.md`]({REPOSITORY}/GPU_ESTIMATE.md), `scripts/estimate_gpu.py`); the notebook's asserts held in {passed} of {len(runs)} such "
             f"run{'s' * (len(runs) > 1)} (seed{'s' * (len(runs) > 1)} {seeds}).")
 
 
@@ -313,7 +315,7 @@ def runtime_paragraph(rows: dict, notebook: str, estimates: "list[dict] | None" 
     (``estimates``: the rows of course/GPU_ESTIMATE.md).
     """
     lines = ["**Measured run time** of the whole notebook (wall clock; each run is a row of "
-             "[`course/RUNTIMES.md`](RUNTIMES.md), written by `scripts/run_course.py`):", ""]
+             f"[`course/RUNTIMES.md`]({REPOSITORY}/RUNTIMES.md), written by `scripts/run_course.py`):", ""]
     for mode in MODES:
         runs = [r for r in rows.values() if r["notebook"] == notebook and r["mode"] == mode]
         if not runs:
