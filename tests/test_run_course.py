@@ -133,12 +133,12 @@ def test_runtime_paragraph_states_the_measured_range():
 def test_every_notebook_header_states_the_committed_runtimes():
     """The cell tagged run-time is what `run_course.py --headers` writes from course/RUNTIMES.md."""
     script = load_script()
-    rows = script.read_table(script.DEFAULT_OUT)
+    rows, estimates = script.read_table(script.DEFAULT_OUT), script.markdown_rows(script.GPU_ESTIMATE)
     stale = []
     for path in script.find_notebooks([]):
         nb = nbformat.read(path, as_version=4)
         cells = [i for i, c in enumerate(nb.cells) if "run-time" in c.metadata.get("tags", [])]
         assert len(cells) == 1 and cells[0] <= 4, f"{path.name}: one run-time cell near the top, got {cells}"
-        if nb.cells[cells[0]].source != script.runtime_paragraph(rows, path.stem):
+        if nb.cells[cells[0]].source != script.runtime_paragraph(rows, path.stem, estimates):
             stale.append(path.name)
     assert not stale, f"run `python scripts/run_course.py --headers` after a measurement: {stale}"
