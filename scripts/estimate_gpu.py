@@ -33,7 +33,6 @@ import concurrent.futures
 import datetime as _dt
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -146,11 +145,7 @@ def read_table(path: Path = OUT) -> dict:
 def write_table(rows: dict, path: Path = OUT) -> None:
     order = sorted(rows, key=lambda k: (run_course.key({"notebook": k[0], "mode": "gpu", "seed": k[1],
                                                          "threads": 0}), k))
-    lines = [HEADER, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(run_course.clean(rows[k][c]) for c in COLUMNS) + " |" for k in order]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    run_course.write_markdown_table(path, HEADER, COLUMNS, [rows[k] for k in order])
 
 
 def main(argv: "list[str] | None" = None) -> int:

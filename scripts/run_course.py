@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from medseg_edu.utils import atomic_path
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
 DEFAULT_OUT = COURSE / "RUNTIMES.md"
@@ -214,18 +216,7 @@ def clean(text: str) -> str:
 
 def read_table(path: Path) -> dict:
     """Rows of an existing table, keyed by (notebook, mode, seed, threads)."""
-    rows = {}
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        if not line.startswith("|") or line.startswith("|---") or line.startswith("| notebook |"):
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) != len(COLUMNS):
-            continue
-        row = dict(zip(COLUMNS, cells))
-        rows[key(row)] = row
-    return rows
+    return {key(row): row for row in markdown_rows(path) if len(row) == len(COLUMNS)}
 
 
 def key(row: dict) -> tuple:
@@ -249,15 +240,18 @@ def course_total(rows: dict, mode: str = "default", threads: int = 2) -> str:
             f"{slowest[worst] / 60:.1f} min (the goal: at most 10 min a notebook and 40 min for the course on 2 cores).")
 
 
+def write_markdown_table(path: Path, header: str, columns, rows: "list[dict]", footer: str = "") -> None:
+    """Write ``header``, a Markdown table of ``rows`` and an optional sentence under it, all or nothing."""
+    lines = [header, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(clean(row[c]) for c in columns) + " |" for row in rows]
+    if footer:
+        lines += ["", footer]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
 def write_table(path: Path, rows: dict) -> None:
-    lines = [HEADER, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for k in sorted(rows):
-        lines.append("| " + " | ".join(clean(rows[k][c]) for c in COLUMNS) + " |")
-    if course_total(rows):
-        lines += ["", course_total(rows)]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_markdown_table(path, HEADER, COLUMNS, [rows[k] for k in sorted(rows)], course_total(rows))
 
 
 RUNTIME_TAG = "run-time"          # the notebook cell that states the measured times (see write_headers)
@@ -350,9 +344,8 @@ def write_headers(table: Path, notebooks: "list[Path]") -> "list[Path]":
         text = runtime_paragraph(rows, path.stem, estimates)
         if cells[0].source != text:
             cells[0].source = text
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-            nbformat.write(nb, tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                nbformat.write(nb, tmp)
             changed.append(path)
     return changed
 
